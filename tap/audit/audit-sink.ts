@@ -1,0 +1,527 @@
+/**
+ * @module tap/audit/audit-sink
+ * The spooling audit sink: merges decisions with exchanges, chains rows, appends to the spool, delivers in batches.
+ */
+import { randomUUID } from "node:crypto";
+import { existsSync, readFileSync } from "node:fs";
+import { hostname } from "node:os";
+import { join } from "node:path";
+import { Counter, Gauge, type Registry } from "prom-client";
+import { parseAuditConfig, type AuditConfig, type AuditConfigInput } from "./audit-config.js";
+import { AuditError, describeError } from "./audit-errors.js";
+import type {
+  AdmissionVerdict, ApprovalEvent, AuditSink, AuditSinkMetrics, DecisionEvent, ExchangeEvent,
+} from "./audit-event.js";
+import {
+  buildApprovalRow, buildRequestRow, type ApprovalRowBody, type AuditTable, type RequestRowBody, type RowLimits,
+} from "./audit-row.js";
+import { AuditSpool, comparePositions, writeFileAtomicSync, type SpoolBatch } from "./audit-spool.js";
+import type { AuditStore } from "./audit-store.js";
+import { ChdbAuditStore } from "./chdb-store.js";
+import { ClickHouseServerAuditStore } from "./clickhouse-server-store.js";
+import { canonicalRow, chainHash, GENESIS_HASH, rowLine } from "./hash-chain.js";
+import { applyMigrations, findSchemaDir } from "./schema-migrations.js";
+
+/** The subset of a pino logger the sink uses. */
+export interface AuditLogger {
+  info(obj: object, msg?: string): void;
+  warn(obj: object, msg?: string): void;
+  error(obj: object, msg?: string): void;
+}
+
+export interface AuditSinkDeps {
+  readonly logger?: AuditLogger;
+  readonly metricsRegistry?: Registry;
+  /** Use this store instead of the one the config names (tests, embedding); the sink closes it on close(). */
+  readonly store?: AuditStore;
+  /** Skip migrations (the schema is managed elsewhere, or a legacy test table is already in place). */
+  readonly skipMigrations?: boolean;
+}
+
+/** The sink plus what an operator or a test may want to know about it. */
+export interface SpoolingAuditSink extends AuditSink {
+  readonly gatewayInstance: string;
+  readonly chainId: string;
+  readonly store: AuditStore;
+}
+
+interface HeldDecision {
+  readonly event: DecisionEvent;
+  readonly segment: number;
+  readonly expiresAtMs: number;
+}
+
+interface ChainHead {
+  seq: number;
+  hash: string;
+}
+
+const silentLogger: AuditLogger = { info: () => undefined, warn: () => undefined, error: () => undefined };
+const MAX_BACKLOG_ROWS = 100_000;
+
+/** Open the spool, recover what a previous run left, connect the store, and start background delivery. */
+export async function openAuditSink(config: AuditConfig | AuditConfigInput, deps: AuditSinkDeps = {}): Promise<SpoolingAuditSink> {
+  const cfg = parseAuditConfig(config);
+  const store = deps.store ?? (cfg.store.kind === "embedded"
+    ? await ChdbAuditStore.open({ dataDir: cfg.store.dataDir, database: cfg.store.database })
+    : new ClickHouseServerAuditStore(cfg.store));
+  try {
+    const migrate = deps.skipMigrations !== true && (cfg.store.kind === "embedded" || cfg.store.applyMigrations);
+    const sink = new Sink(cfg, store, deps.logger ?? silentLogger, migrate);
+    if (deps.metricsRegistry !== undefined) sink.registerMetrics(deps.metricsRegistry);
+    sink.start();
+    return sink;
+  } catch (err) {
+    if (deps.store === undefined) await store.close();
+    throw err;
+  }
+}
+
+class Sink implements SpoolingAuditSink {
+  readonly gatewayInstance: string;
+  readonly chainId: string;
+  readonly store: AuditStore;
+  private readonly cfg: AuditConfig;
+  private readonly logger: AuditLogger;
+  private readonly limits: RowLimits;
+  private readonly spool: AuditSpool;
+  private readonly migrate: boolean;
+  private head: ChainHead = { seq: 0, hash: GENESIS_HASH };
+  private readonly held = new Map<string, HeldDecision>();
+  private readonly heldByRequest = new Map<string, string>();
+  private backlog: { table: AuditTable; body: RequestRowBody | ApprovalRowBody }[] = [];
+  private spoolError: string | undefined;
+  private appended = 0;
+  private committed = 0;
+  private delivered = 0;
+  private failures = 0;
+  private corrupt = 0;
+  private lastError: string | undefined;
+  private readonly lagMarks: { count: number; atMs: number }[] = [];
+  private schemaReady = false;
+  private stopping = false;
+  private aborted = false;
+  private loop: Promise<void> | undefined;
+  private wake: (() => void) | undefined;
+  private readonly flushWaiters: { target: number; resolve: () => void }[] = [];
+  private sweepTimer: NodeJS.Timeout | undefined;
+  private closing: Promise<void> | undefined;
+  private failureCounter: Counter | undefined;
+  private deliveredCounter: Counter | undefined;
+
+  constructor(cfg: AuditConfig, store: AuditStore, logger: AuditLogger, migrate: boolean) {
+    this.cfg = cfg;
+    this.store = store;
+    this.logger = logger;
+    this.migrate = migrate;
+    this.gatewayInstance = cfg.gatewayInstance ?? hostname();
+    this.limits = { requestBodyMaxBytes: cfg.requestBodyMaxBytes, responseBodyMaxBytes: cfg.responseBodyMaxBytes };
+    this.spool = AuditSpool.open({
+      dir: cfg.spoolDir,
+      fsync: cfg.fsync,
+      fsyncIntervalMs: cfg.fsyncIntervalMs,
+      segmentMaxBytes: cfg.segmentMaxBytes,
+      segmentHeader: () => JSON.stringify({ chain_id: this.chainId, seq: this.head.seq, hash: this.head.hash }),
+    });
+    this.chainId = this.loadChainId();
+    this.recover();
+  }
+
+  /** One chain per spool directory: the id is created with the spool and lives as long as it does. */
+  private loadChainId(): string {
+    const file = join(this.spool.dir, "chain-id");
+    if (existsSync(file)) {
+      const id = readFileSync(file, "utf8").trim();
+      if (/^[A-Za-z0-9-]{8,64}$/.test(id)) return id;
+    }
+    const id = randomUUID();
+    writeFileAtomicSync(file, id);
+    return id;
+  }
+
+  /**
+   * Rebuild state from what the spool holds: the chain head, the number of undelivered rows, and allowed
+   * decisions whose exchange never came (the process died with them held: written now as 'missing').
+   */
+  private recover(): void {
+    const from = { segment: this.spool.oldestSegment, offset: 0 };
+    const deliverFrom = this.spool.inflight?.from ?? this.spool.cursor;
+    const pendingDecisions = new Map<string, DecisionEvent>();
+    let lastRow: string | undefined;
+    let pending = 0;
+    this.corrupt += this.spool.scanSync(from, (kind, payload, at) => {
+      switch (kind) {
+        case "C": {
+          const c = JSON.parse(payload) as { seq: number; hash: string };
+          if (c.seq >= this.head.seq) this.head = { seq: c.seq, hash: c.hash };
+          break;
+        }
+        case "D": {
+          const d = JSON.parse(payload) as DecisionEvent;
+          pendingDecisions.set(d.decisionId, d);
+          break;
+        }
+        case "R":
+        case "A": {
+          lastRow = payload;
+          if (comparePositions(at, deliverFrom) >= 0) pending++;
+          if (kind === "R" && pendingDecisions.size > 0) {
+            const m = /"decision_id":"((?:[^"\\]|\\.)*)"/.exec(payload);
+            if (m?.[1] !== undefined) pendingDecisions.delete(JSON.parse(`"${m[1]}"`) as string);
+          }
+          break;
+        }
+      }
+    });
+    if (lastRow !== undefined) {
+      const r = JSON.parse(lastRow) as { chain_seq: number; hash: string };
+      if (r.chain_seq >= this.head.seq) this.head = { seq: r.chain_seq, hash: r.hash };
+    }
+    this.appended = pending;
+    if (pending > 0) this.lagMarks.push({ count: pending, atMs: Date.now() });
+    for (const d of pendingDecisions.values()) {
+      this.appendRow("requests", {
+        ...buildRequestRow(d, undefined, this.limits, Date.now() * 1000),
+        reason: [d.reason, "gateway restarted before the response was recorded"].filter((x) => x !== "").join("; "),
+      });
+    }
+    if (pending > 0 || pendingDecisions.size > 0) {
+      this.logger.info({ pendingRows: this.appended, missing: pendingDecisions.size, spoolBytes: this.spool.bytes }, "audit spool recovered");
+    }
+  }
+
+  start(): void {
+    this.loop = this.deliveryLoop();
+    const sweepMs = Math.max(10, Math.min(1000, Math.floor(this.cfg.exchangeTimeoutMs / 2)));
+    this.sweepTimer = setInterval(() => { this.sweep(); }, sweepMs);
+    this.sweepTimer.unref();
+  }
+
+  registerMetrics(registry: Registry): void {
+    const metrics = (): AuditSinkMetrics => this.metrics();
+    new Gauge({ name: "airlock_audit_queue_depth", help: "Audit rows appended to the spool and not yet in the store.", registers: [registry],
+      collect() { this.set(metrics().queueDepth); } });
+    new Gauge({ name: "airlock_audit_spool_bytes", help: "Bytes of audit spool segments on disk.", registers: [registry],
+      collect() { this.set(metrics().spoolBytes); } });
+    new Gauge({ name: "airlock_audit_insert_lag_seconds", help: "Age of the oldest audit row not yet in the store.", registers: [registry],
+      collect() { this.set(metrics().insertLagMs / 1000); } });
+    new Gauge({ name: "airlock_audit_held_decisions", help: "Allowed decisions waiting for their exchange.", registers: [registry],
+      collect() { this.set(metrics().heldDecisions); } });
+    this.failureCounter = new Counter({ name: "airlock_audit_insert_failures_total", help: "Failed audit insert attempts (each is retried).", registers: [registry] });
+    this.deliveredCounter = new Counter({ name: "airlock_audit_rows_delivered_total", help: "Audit rows confirmed by the store.", registers: [registry] });
+  }
+
+  // ---- request path: synchronous, append-only ------------------------------------------------------------
+
+  recordDecision(event: DecisionEvent): void {
+    if (event.effect !== "Allow") {
+      this.appendRow("requests", buildRequestRow(event, undefined, this.limits, Date.now() * 1000));
+      return;
+    }
+    if (this.held.size >= this.cfg.maxHeldDecisions) {
+      const oldest = this.held.keys().next().value;
+      if (oldest !== undefined) this.release(oldest, "hold capacity exceeded before the response was recorded");
+    }
+    // Spooled too, so a crash while the request is in flight still leaves a row (written as 'missing').
+    let segment: number;
+    try {
+      segment = this.spool.append("D", JSON.stringify(event));
+    } catch (err) {
+      this.noteSpoolFailure(err);
+      // Without a spooled copy the hold is not crash-safe: write the row now, marked as missing its response.
+      this.appendRow("requests", buildRequestRow(event, undefined, this.limits, Date.now() * 1000));
+      return;
+    }
+    this.held.set(event.decisionId, { event, segment, expiresAtMs: Date.now() + this.cfg.exchangeTimeoutMs });
+    if (event.requestId !== "") this.heldByRequest.set(event.requestId, event.decisionId);
+  }
+
+  recordExchange(event: ExchangeEvent): void {
+    const decisionId = this.held.has(event.decisionId) ? event.decisionId : this.heldByRequest.get(event.requestId);
+    const held = decisionId === undefined ? undefined : this.held.get(decisionId);
+    if (decisionId !== undefined && held !== undefined) this.forget(decisionId, held);
+    // No held decision: another replica decided, or the hold already expired. The row still records it.
+    this.appendRow("requests", buildRequestRow(held?.event, event, this.limits, Date.now() * 1000));
+  }
+
+  recordApproval(event: ApprovalEvent): void {
+    this.appendRow("approvals", buildApprovalRow(event));
+  }
+
+  canAccept(): AdmissionVerdict {
+    if (this.stopping) return { ok: false, reason: "audit sink is shutting down" };
+    if (this.spoolError !== undefined || this.backlog.length > 0) {
+      return { ok: false, reason: `audit spool cannot be written (${this.spoolError ?? "backlog pending"}); refusing unrecorded access` };
+    }
+    if (this.cfg.onBudgetExceeded === "deny" && this.spool.bytes > this.cfg.diskBudgetBytes) {
+      return { ok: false, reason: `audit spool is over its disk budget (${this.spool.bytes} > ${this.cfg.diskBudgetBytes} bytes); refusing unrecorded access` };
+    }
+    return { ok: true };
+  }
+
+  private forget(decisionId: string, held: HeldDecision): void {
+    this.held.delete(decisionId);
+    if (this.heldByRequest.get(held.event.requestId) === decisionId) this.heldByRequest.delete(held.event.requestId);
+  }
+
+  private release(decisionId: string, why: string): void {
+    const held = this.held.get(decisionId);
+    if (held === undefined) return;
+    this.forget(decisionId, held);
+    const row = buildRequestRow(held.event, undefined, this.limits, Date.now() * 1000);
+    this.appendRow("requests", { ...row, reason: [row.reason, why].filter((x) => x !== "").join("; ") });
+  }
+
+  private sweep(): void {
+    const now = Date.now();
+    // Map order is insertion order, and every hold has the same timeout: stop at the first live one.
+    for (const [id, held] of this.held) {
+      if (held.expiresAtMs > now) break;
+      this.release(id, "no response recorded before the exchange timeout");
+    }
+    if (this.backlog.length > 0) this.drainBacklog();
+  }
+
+  private appendRow(table: AuditTable, body: RequestRowBody | ApprovalRowBody): void {
+    if (this.backlog.length > 0) {
+      this.drainBacklog();
+      if (this.backlog.length > 0) {
+        this.pushBacklog(table, body);
+        return;
+      }
+    }
+    try {
+      this.writeRow(table, body);
+    } catch (err) {
+      this.noteSpoolFailure(err);
+      this.pushBacklog(table, body);
+    }
+  }
+
+  private writeRow(table: AuditTable, body: RequestRowBody | ApprovalRowBody): void {
+    const seq = this.head.seq + 1;
+    const row: Record<string, unknown> = {
+      ...body, gateway_instance: this.gatewayInstance, chain_id: this.chainId, chain_seq: seq, prev_hash: this.head.hash,
+    };
+    const canonical = canonicalRow(table, row);
+    const hash = chainHash(this.head.hash, table, canonical);
+    this.spool.append(table === "requests" ? "R" : "A", rowLine(canonical, hash));
+    this.head = { seq, hash };
+    this.appended++;
+    const now = Date.now();
+    const lastMark = this.lagMarks.at(-1);
+    if (lastMark?.atMs === now) lastMark.count = this.appended;
+    else this.lagMarks.push({ count: this.appended, atMs: now });
+    const pending = this.appended - this.committed;
+    if (this.wake !== undefined && (pending === 1 || pending >= this.cfg.batchMaxRows)) this.wake();
+  }
+
+  private pushBacklog(table: AuditTable, body: RequestRowBody | ApprovalRowBody): void {
+    if (this.backlog.length >= MAX_BACKLOG_ROWS) {
+      this.logger.error({ backlog: this.backlog.length }, "audit backlog full: a row could not be recorded");
+      return;
+    }
+    this.backlog.push({ table, body });
+  }
+
+  private drainBacklog(): void {
+    while (this.backlog.length > 0) {
+      const next = this.backlog[0];
+      if (next === undefined) break;
+      try {
+        this.writeRow(next.table, next.body);
+      } catch (err) {
+        this.noteSpoolFailure(err);
+        return;
+      }
+      this.backlog.shift();
+    }
+    this.spoolError = undefined;
+  }
+
+  private noteSpoolFailure(err: unknown): void {
+    const message = describeError(err);
+    if (this.spoolError === undefined) this.logger.error({ err: message }, "audit spool write failed; denying new requests");
+    this.spoolError = message;
+  }
+
+  // ---- delivery: background, batched, retried ---------------------------------------------------------------
+
+  private get pending(): number {
+    return this.appended - this.committed;
+  }
+
+  private async waitForWork(): Promise<void> {
+    for (;;) {
+      if (this.aborted || this.stopping || this.flushWaiters.length > 0) return;
+      const pending = this.pending;
+      if (pending >= this.cfg.batchMaxRows) return;
+      let waitMs: number | undefined;
+      if (pending > 0) {
+        const oldest = this.oldestPendingAtMs() ?? Date.now();
+        waitMs = oldest + this.cfg.batchMaxDelayMs - Date.now();
+        if (waitMs <= 0) return;
+      }
+      await this.sleep(waitMs);
+    }
+  }
+
+  /** Sleep until woken (new work, flush, close) or for ms. */
+  private sleep(ms: number | undefined): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = ms === undefined ? undefined : setTimeout(done, ms);
+      const self = this;
+      function done(): void {
+        if (timer !== undefined) clearTimeout(timer);
+        if (self.wake === done) self.wake = undefined;
+        resolve();
+      }
+      this.wake = done;
+    });
+  }
+
+  private async deliveryLoop(): Promise<void> {
+    while (!this.aborted) {
+      const inflight = this.spool.inflight;
+      let batch: SpoolBatch;
+      if (inflight !== undefined) {
+        // Re-send exactly the batch that was in flight when the last run stopped, under the same token.
+        batch = await this.spool.readBatch(inflight.from, inflight.to, Number.MAX_SAFE_INTEGER, Number.MAX_SAFE_INTEGER);
+      } else {
+        await this.waitForWork();
+        if (this.aborted) break;
+        if (this.pending === 0 && comparePositions(this.spool.cursor, this.spool.end) >= 0) {
+          this.resolveFlushWaiters();
+          if (this.stopping) break;
+          continue;
+        }
+        batch = await this.spool.readBatch(this.spool.cursor, this.spool.end, this.cfg.batchMaxRows, this.cfg.batchMaxBytes);
+        if (comparePositions(batch.to, batch.from) === 0) {
+          this.resolveFlushWaiters();
+          if (this.stopping) break;
+          await this.sleep(this.cfg.batchMaxDelayMs);
+          continue;
+        }
+        if (batch.requests.length + batch.approvals.length > 0) await this.spool.markInflight({ from: batch.from, to: batch.to });
+      }
+      this.corrupt += batch.corruptRecords;
+      const delivered = await this.deliver(batch);
+      if (!delivered) break;
+      await this.spool.commit(batch.to);
+      const rows = batch.requests.length + batch.approvals.length;
+      this.committed += rows;
+      this.delivered += rows;
+      this.deliveredCounter?.inc(rows);
+      while (this.lagMarks.length > 0 && (this.lagMarks[0]?.count ?? 0) <= this.committed) this.lagMarks.shift();
+      const firstHeld = this.held.values().next().value;
+      this.spool.deleteSegmentsBelow(Math.min(batch.to.segment, firstHeld?.segment ?? Number.MAX_SAFE_INTEGER));
+      this.resolveFlushWaiters();
+    }
+  }
+
+  /** Insert with retries and backoff; false only when the sink is aborted (close) before it succeeded. */
+  private async deliver(batch: SpoolBatch): Promise<boolean> {
+    if (batch.requests.length + batch.approvals.length === 0) return true;
+    const token = `${this.chainId}:${batch.from.segment}.${batch.from.offset}-${batch.to.segment}.${batch.to.offset}`;
+    let delay = this.cfg.retryInitialDelayMs;
+    while (!this.aborted) {
+      try {
+        await this.ensureSchema();
+        if (batch.requests.length > 0) {
+          await this.store.insertJsonEachRow("requests", Buffer.from(`${batch.requests.join("\n")}\n`, "utf8"), `${token}:requests`);
+        }
+        if (batch.approvals.length > 0) {
+          await this.store.insertJsonEachRow("approvals", Buffer.from(`${batch.approvals.join("\n")}\n`, "utf8"), `${token}:approvals`);
+        }
+        if (this.lastError !== undefined) this.logger.info({ rows: batch.requests.length + batch.approvals.length }, "audit delivery recovered");
+        this.lastError = undefined;
+        return true;
+      } catch (err) {
+        this.failures++;
+        this.failureCounter?.inc();
+        const message = describeError(err);
+        if (this.lastError === undefined) this.logger.warn({ err: message, retryInMs: delay }, "audit insert failed; retrying");
+        this.lastError = message;
+        // Full jitter keeps replicas from retrying in lockstep against a recovering server.
+        await this.sleep(Math.floor(delay / 2 + Math.random() * delay / 2));
+        delay = Math.min(delay * 2, this.cfg.retryMaxDelayMs);
+      }
+    }
+    return false;
+  }
+
+  private async ensureSchema(): Promise<void> {
+    if (this.schemaReady) return;
+    if (this.migrate) {
+      await applyMigrations(this.store, {
+        dir: join(findSchemaDir(this.cfg.schemaDir), "migrations"),
+        retentionDays: this.cfg.retentionDays,
+      });
+    }
+    this.schemaReady = true;
+  }
+
+  private oldestPendingAtMs(): number | undefined {
+    if (this.pending <= 0) return undefined;
+    for (const mark of this.lagMarks) if (mark.count > this.committed) return mark.atMs;
+    return undefined;
+  }
+
+  private resolveFlushWaiters(): void {
+    for (let i = this.flushWaiters.length - 1; i >= 0; i--) {
+      const waiter = this.flushWaiters[i];
+      if (waiter !== undefined && this.committed >= waiter.target) {
+        this.flushWaiters.splice(i, 1);
+        waiter.resolve();
+      }
+    }
+  }
+
+  flush(): Promise<void> {
+    if (this.committed >= this.appended) return Promise.resolve();
+    return new Promise((resolve) => {
+      this.flushWaiters.push({ target: this.appended, resolve });
+      this.wake?.();
+    });
+  }
+
+  close(opts: { flushTimeoutMs?: number } = {}): Promise<void> {
+    this.closing ??= this.shutdown(opts.flushTimeoutMs ?? 5_000);
+    return this.closing;
+  }
+
+  private async shutdown(timeoutMs: number): Promise<void> {
+    this.stopping = true;
+    if (this.sweepTimer !== undefined) clearInterval(this.sweepTimer);
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      this.flush(),
+      new Promise<void>((resolve) => { timer = setTimeout(resolve, timeoutMs); }),
+    ]);
+    if (timer !== undefined) clearTimeout(timer);
+    // Held decisions stay in the spool as D records: the next start writes them as 'missing'.
+    this.aborted = true;
+    this.wake?.();
+    const loop = this.loop;
+    this.loop = undefined;
+    await loop;
+    for (const w of this.flushWaiters.splice(0)) w.resolve();
+    this.spool.close();
+    await this.store.close();
+  }
+
+  metrics(): AuditSinkMetrics {
+    const oldest = this.oldestPendingAtMs();
+    return {
+      queueDepth: this.pending + this.backlog.length,
+      spoolBytes: this.spool.bytes,
+      insertLagMs: oldest === undefined ? 0 : Math.max(0, Date.now() - oldest),
+      insertFailures: this.failures,
+      rowsDelivered: this.delivered,
+      heldDecisions: this.held.size,
+      lastError: this.lastError ?? this.spoolError,
+    };
+  }
+}
+
+export { AuditError };

@@ -1,0 +1,429 @@
+/**
+ * @module tap/audit/audit-spool
+ * The local durable spool: append-only segment files, a delivery cursor, crash repair, and bounded reads.
+ */
+import {
+  closeSync, fdatasync, fdatasyncSync, fsyncSync, ftruncateSync, mkdirSync, openSync, readdirSync,
+  readFileSync, readSync, renameSync, statSync, unlinkSync, writeFileSync, writeSync,
+} from "node:fs";
+import { open, rename, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { crc32 } from "node:zlib";
+import { AuditError } from "./audit-errors.js";
+
+/** R: request row, A: approval row (both delivered); D: held decision, C: chain checkpoint (recovery only). */
+export type SpoolRecordKind = "R" | "A" | "D" | "C";
+const KINDS: ReadonlySet<string> = new Set(["R", "A", "D", "C"]);
+
+export interface SpoolPosition {
+  readonly segment: number;
+  readonly offset: number;
+}
+
+export type FsyncPolicy = "always" | "interval" | "never";
+
+export interface SpoolOptions {
+  readonly dir: string;
+  readonly fsync: FsyncPolicy;
+  readonly fsyncIntervalMs: number;
+  readonly segmentMaxBytes: number;
+  /** First record of every new segment, so the chain head survives deletion of older segments. */
+  readonly segmentHeader?: () => string;
+}
+
+/** The batch being delivered, persisted before the insert so a restart re-sends exactly the same rows. */
+export interface InflightBatch {
+  readonly from: SpoolPosition;
+  readonly to: SpoolPosition;
+}
+
+interface CursorFile {
+  readonly segment: number;
+  readonly offset: number;
+  readonly inflight?: InflightBatch | undefined;
+}
+
+export interface SpoolBatch {
+  readonly from: SpoolPosition;
+  readonly to: SpoolPosition;
+  /** Delivered kinds only, payload = the JSONEachRow line without its newline. */
+  readonly requests: string[];
+  readonly approvals: string[];
+  readonly corruptRecords: number;
+}
+
+const SEGMENT_RE = /^seg-(\d{12})\.log$/;
+const HEADER_BYTES = 9; // 8 hex digits of CRC-32 + 1 kind character
+const READ_CHUNK_BYTES = 4 * 1024 * 1024;
+
+function segmentName(n: number): string {
+  return `seg-${String(n).padStart(12, "0")}.log`;
+}
+
+export function comparePositions(a: SpoolPosition, b: SpoolPosition): number {
+  return a.segment !== b.segment ? a.segment - b.segment : a.offset - b.offset;
+}
+
+/** Encode one record line: CRC-32 (hex) over the UTF-8 of kind+payload, the kind, the payload, a newline. */
+export function encodeRecord(kind: SpoolRecordKind, payload: string): string {
+  const body = kind + payload;
+  return `${crc32(body).toString(16).padStart(8, "0")}${body}\n`;
+}
+
+/**
+ * Walk the complete records in buf[start, end). Calls visit for each valid one; returns where parsing stopped
+ * (the start of an incomplete trailing line) and how many lines failed their CRC.
+ */
+export function parseRecords(
+  buf: Buffer, start: number, end: number,
+  visit: (kind: SpoolRecordKind, payload: string, lineStart: number, lineEnd: number) => boolean,
+): { stoppedAt: number; corrupt: number; halted: boolean } {
+  let pos = start;
+  let corrupt = 0;
+  while (pos < end) {
+    const nl = buf.indexOf(0x0a, pos);
+    if (nl === -1 || nl >= end) break;
+    const next = nl + 1;
+    const ok = nl - pos >= HEADER_BYTES
+      && crc32(buf.subarray(pos + 8, nl)).toString(16).padStart(8, "0") === buf.toString("latin1", pos, pos + 8)
+      && KINDS.has(String.fromCharCode(buf[pos + 8] ?? 0));
+    if (!ok) {
+      corrupt++;
+      pos = next;
+      continue;
+    }
+    const kind = String.fromCharCode(buf[pos + 8] ?? 0) as SpoolRecordKind;
+    if (!visit(kind, buf.toString("utf8", pos + HEADER_BYTES, nl), pos, next)) return { stoppedAt: pos, corrupt, halted: true };
+    pos = next;
+  }
+  return { stoppedAt: pos, corrupt, halted: false };
+}
+
+/**
+ * Length of the valid prefix of a segment: everything up to the first torn or corrupt line. A crash can only
+ * tear the tail, so the active segment is cut there at open.
+ */
+function validPrefixLength(buf: Buffer): number {
+  let pos = 0;
+  while (pos < buf.length) {
+    const nl = buf.indexOf(0x0a, pos);
+    if (nl === -1) break;
+    const ok = nl - pos >= HEADER_BYTES
+      && crc32(buf.subarray(pos + 8, nl)).toString(16).padStart(8, "0") === buf.toString("latin1", pos, pos + 8);
+    if (!ok) break;
+    pos = nl + 1;
+  }
+  return pos;
+}
+
+export class AuditSpool {
+  private readonly opts: SpoolOptions;
+  private readonly sizes = new Map<number, number>();
+  private activeSegment: number;
+  private activeFd: number;
+  private dirty = false;
+  private fsyncTimer: NodeJS.Timeout | undefined;
+  private cursorState: CursorFile;
+  private closed = false;
+
+  private constructor(opts: SpoolOptions, segments: number[], cursor: CursorFile) {
+    this.opts = opts;
+    for (const n of segments) this.sizes.set(n, statSync(this.path(n)).size);
+    const last = segments.at(-1);
+    if (last === undefined) {
+      this.activeSegment = 1;
+      this.activeFd = openSync(this.path(1), "a");
+      this.sizes.set(1, 0);
+    } else {
+      this.activeSegment = last;
+      this.activeFd = openSync(this.path(last), "a");
+    }
+    this.cursorState = cursor;
+    if (opts.fsync === "interval") {
+      this.fsyncTimer = setInterval(() => { this.syncSoon(); }, opts.fsyncIntervalMs);
+      this.fsyncTimer.unref();
+    }
+  }
+
+  /** Open (creating) the spool directory, repair a torn tail, and load the cursor. Synchronous: runs at start. */
+  static open(opts: SpoolOptions): AuditSpool {
+    try {
+      mkdirSync(opts.dir, { recursive: true });
+      const segments = readdirSync(opts.dir)
+        .map((f) => SEGMENT_RE.exec(f)?.[1])
+        .filter((n): n is string => n !== undefined)
+        .map(Number)
+        .sort((a, b) => a - b);
+      const last = segments.at(-1);
+      if (last !== undefined) {
+        const file = join(opts.dir, segmentName(last));
+        const buf = readFileSync(file);
+        const valid = validPrefixLength(buf);
+        if (valid < buf.length) {
+          const fd = openSync(file, "r+");
+          try { ftruncateSync(fd, valid); fsyncSync(fd); } finally { closeSync(fd); }
+        }
+      }
+      const first = segments[0] ?? 1;
+      let cursor: CursorFile = { segment: first, offset: 0 };
+      try {
+        const parsed = JSON.parse(readFileSync(join(opts.dir, "cursor.json"), "utf8")) as CursorFile;
+        if (Number.isInteger(parsed.segment) && Number.isInteger(parsed.offset)) cursor = parsed;
+      } catch {
+        // no cursor yet: deliver from the oldest segment
+      }
+      // A cursor pointing at a deleted segment means everything before the oldest remaining one was delivered.
+      if (cursor.segment < first) cursor = { segment: first, offset: 0 };
+      return new AuditSpool(opts, segments, cursor);
+    } catch (err) {
+      if (err instanceof AuditError) throw err;
+      throw new AuditError("spool_io", `cannot open audit spool at ${opts.dir}: ${(err as Error).message}`, { cause: err });
+    }
+  }
+
+  private path(n: number): string {
+    return join(this.opts.dir, segmentName(n));
+  }
+
+  get dir(): string {
+    return this.opts.dir;
+  }
+
+  get cursor(): SpoolPosition {
+    return { segment: this.cursorState.segment, offset: this.cursorState.offset };
+  }
+
+  get inflight(): InflightBatch | undefined {
+    return this.cursorState.inflight;
+  }
+
+  /** Where the next record will go. */
+  get end(): SpoolPosition {
+    return { segment: this.activeSegment, offset: this.sizes.get(this.activeSegment) ?? 0 };
+  }
+
+  get bytes(): number {
+    let total = 0;
+    for (const size of this.sizes.values()) total += size;
+    return total;
+  }
+
+  get oldestSegment(): number {
+    let min = this.activeSegment;
+    for (const n of this.sizes.keys()) if (n < min) min = n;
+    return min;
+  }
+
+  /**
+   * Append one record and return the segment it landed in. The write is a synchronous write(2): once this
+   * returns, a crash of this process cannot lose the record (only the OS, under fsync "never"/"interval").
+   */
+  append(kind: SpoolRecordKind, payload: string): number {
+    if (this.closed) throw new AuditError("sink_closed", "audit spool is closed");
+    const line = encodeRecord(kind, payload);
+    const bytes = Buffer.byteLength(line, "utf8");
+    if ((this.sizes.get(this.activeSegment) ?? 0) + bytes > this.opts.segmentMaxBytes
+      && (this.sizes.get(this.activeSegment) ?? 0) > 0) {
+      this.roll();
+    }
+    this.writeLine(line, bytes);
+    return this.activeSegment;
+  }
+
+  private writeLine(text: string, byteLength: number): void {
+    const before = this.sizes.get(this.activeSegment) ?? 0;
+    try {
+      // writeSync of a string may be short only on exotic file systems; fall back to a Buffer loop then.
+      let written = writeSync(this.activeFd, text);
+      if (written < byteLength) {
+        const line = Buffer.from(text, "utf8");
+        while (written < line.length) written += writeSync(this.activeFd, line, written, line.length - written);
+      }
+      if (this.opts.fsync === "always") fdatasyncSync(this.activeFd);
+      else this.dirty = true;
+    } catch (err) {
+      // Cut a partial write back off so the segment stays a sequence of whole records.
+      try { ftruncateSync(this.activeFd, before); } catch { /* the next open repairs the tail */ }
+      throw new AuditError("spool_io", `audit spool write failed: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { cause: err });
+    }
+    this.sizes.set(this.activeSegment, before + byteLength);
+  }
+
+  private roll(): void {
+    try {
+      if (this.opts.fsync !== "never") fdatasyncSync(this.activeFd);
+      closeSync(this.activeFd);
+      this.dirty = false;
+      this.activeSegment++;
+      this.activeFd = openSync(this.path(this.activeSegment), "a");
+      this.sizes.set(this.activeSegment, 0);
+      if (this.opts.fsync !== "never") {
+        const dirFd = openSync(this.opts.dir, "r");
+        try { fsyncSync(dirFd); } finally { closeSync(dirFd); }
+      }
+    } catch (err) {
+      throw new AuditError("spool_io", `audit spool segment roll failed: ${(err as Error).message}`, { cause: err });
+    }
+    const header = this.opts.segmentHeader?.();
+    if (header !== undefined) {
+      const line = encodeRecord("C", header);
+      this.writeLine(line, Buffer.byteLength(line, "utf8"));
+    }
+  }
+
+  private syncSoon(): void {
+    if (!this.dirty || this.closed) return;
+    this.dirty = false;
+    fdatasync(this.activeFd, () => { /* an fsync error surfaces on the next write */ });
+  }
+
+  /** Synchronous scan of every record from `from` to the current end (used once, at start). */
+  scanSync(from: SpoolPosition, visit: (kind: SpoolRecordKind, payload: string, at: SpoolPosition) => void): number {
+    let corrupt = 0;
+    for (const segment of [...this.sizes.keys()].sort((a, b) => a - b)) {
+      if (segment < from.segment) continue;
+      const size = this.sizes.get(segment) ?? 0;
+      const start = segment === from.segment ? from.offset : 0;
+      if (size <= start) continue;
+      const fd = openSync(this.path(segment), "r");
+      try {
+        const buf = Buffer.allocUnsafe(size - start);
+        let got = 0;
+        while (got < buf.length) {
+          const n = readSync(fd, buf, got, buf.length - got, start + got);
+          if (n === 0) break;
+          got += n;
+        }
+        corrupt += parseRecords(buf, 0, got, (kind, payload, lineStart) => {
+          visit(kind, payload, { segment, offset: start + lineStart });
+          return true;
+        }).corrupt;
+      } finally {
+        closeSync(fd);
+      }
+    }
+    return corrupt;
+  }
+
+  /**
+   * Read the next batch after `from`: at most maxRows delivered rows and maxBytes of payload, never past
+   * `until` (the append end when the read started, or an in-flight batch's end on replay).
+   */
+  async readBatch(from: SpoolPosition, until: SpoolPosition, maxRows: number, maxBytes: number): Promise<SpoolBatch> {
+    const requests: string[] = [];
+    const approvals: string[] = [];
+    let corrupt = 0;
+    let bytes = 0;
+    let pos: SpoolPosition = from;
+    let full = false;
+    let chunkSize = READ_CHUNK_BYTES;
+    const visit = (kind: SpoolRecordKind, payload: string): boolean => {
+      if (kind !== "R" && kind !== "A") return true;
+      const size = payload.length + 1;
+      if (requests.length + approvals.length >= maxRows || (bytes + size > maxBytes && bytes > 0)) {
+        full = true;
+        return false;
+      }
+      bytes += size;
+      (kind === "R" ? requests : approvals).push(payload);
+      return true;
+    };
+    while (!full && comparePositions(pos, until) < 0) {
+      const segSize = this.sizes.get(pos.segment);
+      if (segSize === undefined) {
+        // Segment already deleted (or numbering gap): continue with the next one that exists.
+        const next = [...this.sizes.keys()].filter((n) => n > pos.segment).sort((x, y) => x - y)[0];
+        if (next === undefined || next > until.segment) break;
+        pos = { segment: next, offset: 0 };
+        continue;
+      }
+      const limit = pos.segment === until.segment ? until.offset : segSize;
+      if (pos.offset >= limit) {
+        if (pos.segment >= until.segment) break;
+        pos = { segment: pos.segment + 1, offset: 0 };
+        continue;
+      }
+      const length = Math.min(chunkSize, limit - pos.offset);
+      const buf = Buffer.allocUnsafe(length);
+      const fh = await open(this.path(pos.segment), "r");
+      let bytesRead: number;
+      try {
+        ({ bytesRead } = await fh.read(buf, 0, length, pos.offset));
+      } finally {
+        await fh.close();
+      }
+      const result = parseRecords(buf, 0, bytesRead, visit);
+      corrupt += result.corrupt;
+      if (result.stoppedAt === 0 && !result.halted) {
+        // No complete line in the chunk: either a record larger than the chunk, or an unexpected torn end.
+        if (pos.offset + bytesRead >= limit) break;
+        chunkSize *= 2;
+        continue;
+      }
+      pos = { segment: pos.segment, offset: pos.offset + result.stoppedAt };
+    }
+    return { from, to: pos, requests, approvals, corruptRecords: corrupt };
+  }
+
+  private async writeCursor(state: CursorFile): Promise<void> {
+    const file = join(this.opts.dir, "cursor.json");
+    const tmp = `${file}.tmp`;
+    if (this.opts.fsync === "never") {
+      await writeFile(tmp, JSON.stringify(state));
+    } else {
+      const fh = await open(tmp, "w");
+      try {
+        await fh.writeFile(JSON.stringify(state));
+        await fh.datasync();
+      } finally {
+        await fh.close();
+      }
+    }
+    await rename(tmp, file);
+    this.cursorState = state;
+  }
+
+  /** Persist the batch about to be sent (before the insert). */
+  async markInflight(batch: InflightBatch): Promise<void> {
+    await this.writeCursor({ segment: batch.from.segment, offset: batch.from.offset, inflight: batch });
+  }
+
+  /** The store confirmed everything before `to`. */
+  async commit(to: SpoolPosition): Promise<void> {
+    await this.writeCursor({ segment: to.segment, offset: to.offset });
+  }
+
+  /** Remove whole segments below `segment` (never the active one). */
+  deleteSegmentsBelow(segment: number): void {
+    for (const n of [...this.sizes.keys()]) {
+      if (n < segment && n !== this.activeSegment) {
+        try {
+          unlinkSync(this.path(n));
+          this.sizes.delete(n);
+        } catch {
+          // retried after the next commit
+        }
+      }
+    }
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.fsyncTimer !== undefined) clearInterval(this.fsyncTimer);
+    try {
+      if (this.opts.fsync !== "never") fdatasyncSync(this.activeFd);
+    } finally {
+      closeSync(this.activeFd);
+    }
+  }
+}
+
+/** Create a small file atomically (tmp + rename), used for the chain id. */
+export function writeFileAtomicSync(file: string, content: string): void {
+  const tmp = `${file}.tmp`;
+  writeFileSync(tmp, content);
+  const fd = openSync(tmp, "r");
+  try { fsyncSync(fd); } finally { closeSync(fd); }
+  renameSync(tmp, file);
+}
