@@ -4,11 +4,10 @@
  * of expected decisions; exit codes say valid/invalid and pass/fail.
  */
 import { readFile } from "node:fs/promises";
-import { dirname, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { explainRequest, parseRequestLine } from "../authz/check/explain-request.js";
 import { loadPolicyFile } from "../authz/policy/compile-policy.js";
-import { runPolicyTests } from "../authz/policy/policy-tests.js";
+import { formatPolicyTestReport, runPolicyTestFile } from "../authz/policy/policy-tests.js";
 import { parseKubeRequest } from "../authz/kube/request-attributes.js";
 import { writeLine, type CliIo } from "./cli-io.js";
 
@@ -108,24 +107,12 @@ async function test(io: CliIo, args: string[]): Promise<number> {
     writeLine(io.stderr, USAGE);
     return 2;
   }
-  const text = await readFile(file, "utf8");
-  const report = await runPolicyTests(text, file, {
-    baseDir: dirname(resolve(file)),
-    parseRequest: (method, rawPath, headers) => {
-      const parsed = parseKubeRequest(method, rawPath, headers);
-      return parsed.ok ? parsed.attributes : `${parsed.message} [${parsed.code}]`;
-    },
+  const report = await runPolicyTestFile(file, (method, rawPath) => {
+    const parsed = parseKubeRequest(method, rawPath, {});
+    return parsed.ok ? parsed.attributes : `${parsed.message} [${parsed.code}]`;
   });
-  if (!report.ok) {
-    for (const error of report.errors) writeLine(io.stderr, error);
-    return 1;
-  }
-  for (const result of report.results) {
-    writeLine(io.stdout, `${result.passed ? "PASS" : "FAIL"} ${result.name}${result.passed ? "" : `\n     ${result.detail}`}`);
-  }
-  const failed = report.results.filter((result) => !result.passed).length;
-  writeLine(io.stdout, `${report.results.length - failed} passed, ${failed} failed`);
-  return failed === 0 ? 0 : 1;
+  writeLine(report.errors.length > 0 ? io.stderr : io.stdout, formatPolicyTestReport(report));
+  return report.ok ? 0 : 1;
 }
 
 export async function runPolicyCommand(args: readonly string[], io: CliIo): Promise<number> {

@@ -43,6 +43,7 @@ function fromProtoValue(value: Value__Output): StructJson {
     case undefined:
       return null;
   }
+  return null;
 }
 
 /** Struct → plain object (missing or null struct → empty object). */

@@ -306,9 +306,6 @@ export function buildApprovalApp(deps: ApprovalAppDeps): FastifyInstance {
     return identity;
   };
 
-  const mayApprove = (identity: ApproverIdentity, record: ApprovalRecord) =>
-    identity.groups.some((g) => record.settings.approverGroups.includes(g));
-
   app.get("/openapi.json", (_request, reply) => reply.send(openapi));
 
   app.register(
@@ -326,7 +323,7 @@ export function buildApprovalApp(deps: ApprovalAppDeps): FastifyInstance {
           limit: Math.min(5000, query.limit * 10),
         });
         const items = records
-          .filter((r) => mayApprove(identity, r))
+          .filter((r) => service.isApproverFor(identity, r))
           .slice(0, query.limit)
           .map((r) => approvalView(r, service.approvalUrl(r.id)));
         return { items };
@@ -337,7 +334,7 @@ export function buildApprovalApp(deps: ApprovalAppDeps): FastifyInstance {
         const identity = identityOf(request);
         const record = await service.get(id);
         if (record === null) throw new ApiError("not_found", "not_found", `approval ${id} not found`);
-        if (!mayApprove(identity, record)) {
+        if (!service.isApproverFor(identity, record)) {
           throw new ApiError("forbidden", "not_an_approver", `rule ${record.ruleId} needs an approver in one of: ${record.settings.approverGroups.join(", ")}`);
         }
         return approvalView(record, service.approvalUrl(record.id));

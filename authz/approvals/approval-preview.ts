@@ -31,7 +31,9 @@ const WITHHELD_RESOURCES: ReadonlySet<string> = new Set(["secrets", "configmaps"
 const SECRET_KINDS: ReadonlySet<string> = new Set(["Secret", "ConfigMap"]);
 const SECRET_DATA_FIELDS: ReadonlySet<string> = new Set(["data", "stringData", "binaryData"]);
 /** Field names whose values are credentials wherever they appear. */
-const SECRET_KEY = /(password|passwd|secret|token|credential|private[-_]?key|api[-_]?key|\bkey\b)/i;
+const SECRET_KEY = /(password|passwd|secret|token|credential|private[-_]?key|api[-_]?key)/i;
+/** References name a Secret or key without holding its value (`secretKeyRef`, `secretName`, `tokenSecretRef`). */
+const REFERENCE_KEY = /(Ref|Name|Names)$/;
 /** Annotations that embed whole objects (and so possibly Secret data) as text. */
 const EMBEDDING_ANNOTATION = /last-applied-configuration/i;
 
@@ -39,7 +41,9 @@ function maskValue(value: unknown, key: string | null, parentIsSecretKind: boole
   if (key !== null && parentIsSecretKind && SECRET_DATA_FIELDS.has(key)) {
     return maskLeaves(value);
   }
-  if (key !== null && (SECRET_KEY.test(key) || EMBEDDING_ANNOTATION.test(key))) return maskLeaves(value);
+  if (key !== null && ((SECRET_KEY.test(key) && !REFERENCE_KEY.test(key)) || EMBEDDING_ANNOTATION.test(key))) {
+    return maskLeaves(value);
+  }
   if (Array.isArray(value)) return value.map((v) => maskValue(v, null, false));
   if (value !== null && typeof value === "object") {
     const obj = value as Record<string, unknown>;

@@ -107,6 +107,8 @@ export interface ApprovalService {
   sweepExpired(): Promise<number>;
   /** True when the identity belongs to an agent group or agent issuer: such identities never approve. */
   isAgentIdentity(identity: ApproverIdentity): boolean;
+  /** True when the identity is in one of the record's approver groups (and may therefore see and decide it). */
+  isApproverFor(identity: ApproverIdentity, record: ApprovalRecord): boolean;
   approvalUrl(approvalId: string): string;
   /** Starts the periodic expiry sweep (unref'd timer). */
   start(): void;
@@ -323,8 +325,7 @@ export function createApprovalService(deps: ApprovalServiceDeps): ApprovalServic
       const t = now();
       const record = await store.get(request.approvalId);
       if (record === null) return { ok: false, code: "not_found", message: `approval ${request.approvalId} not found` };
-      const allowedGroups = new Set(record.settings.approverGroups);
-      if (!identity.groups.some((g) => allowedGroups.has(g))) {
+      if (!isApproverFor(identity, record)) {
         return {
           ok: false,
           code: "not_an_approver",
@@ -372,6 +373,7 @@ export function createApprovalService(deps: ApprovalServiceDeps): ApprovalServic
 
     sweepExpired,
     isAgentIdentity,
+    isApproverFor,
     approvalUrl,
 
     start() {
@@ -393,6 +395,10 @@ export function createApprovalService(deps: ApprovalServiceDeps): ApprovalServic
 
   function isAgentIdentity(identity: ApproverIdentity): boolean {
     return agentIssuers.has(identity.issuer) || identity.groups.some((g) => agentGroups.has(g));
+  }
+
+  function isApproverFor(identity: ApproverIdentity, record: ApprovalRecord): boolean {
+    return identity.groups.some((g) => record.settings.approverGroups.includes(g));
   }
 
   async function sweepExpired(): Promise<number> {

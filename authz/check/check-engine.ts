@@ -30,12 +30,13 @@ export interface CheckHttpRequest {
   readonly rawBody: Buffer | undefined;
 }
 
-export interface ApprovalPreview {
+/** The request as the approval store needs it; the gate masks the body before anything is stored or shown. */
+export interface ApprovalRequestView {
   readonly method: string;
-  readonly path: string;
   readonly attributes: KubeRequestAttributes;
-  /** Masked body text, or a note saying why no body is shown. */
-  readonly body: string;
+  readonly mediaType: string;
+  /** Raw request body; never stored as is. */
+  readonly body: Buffer | undefined;
 }
 
 export interface ApprovalGateInput {
@@ -43,7 +44,7 @@ export interface ApprovalGateInput {
   readonly requester: { readonly subject: string; readonly groups: readonly string[]; readonly sessionId: string };
   readonly ruleId: string;
   readonly settings: ApprovalSettings;
-  readonly preview: ApprovalPreview;
+  readonly request: ApprovalRequestView;
   /** Aborted when the Check's deadline is near: a held Check must answer before Envoy gives up. */
   readonly signal: AbortSignal;
 }
@@ -228,12 +229,7 @@ export class CheckEngine {
       requester: { subject: identity.subject, groups: identity.groups, sessionId: identity.sessionId },
       ruleId: rule.id,
       settings,
-      preview: {
-        method: ctx.http.method,
-        path: attributes.path,
-        attributes,
-        body: body.bytes === undefined ? "" : this.#deps.maskRequestBody(body.mediaType, body.bytes),
-      },
+      request: { method: ctx.http.method, attributes, mediaType: body.mediaType, body: body.bytes },
       signal,
     });
     ctx.approvalId = outcome.approvalId;

@@ -2,6 +2,7 @@
  * @module authz/identity/token-verifier
  * Verifies an agent's bearer JWT against the configured issuers and turns it into an AgentIdentity (or a coded denial).
  */
+import { createHash } from "node:crypto";
 import { decodeJwt, errors, jwtVerify } from "jose";
 import type { CryptoKey, JSONWebKeySet, JWTPayload, JWTVerifyOptions } from "jose";
 import { isHmacAlgorithm } from "./identity-config.js";
@@ -91,6 +92,22 @@ export const MAX_TOKEN_LENGTH = 32 * 1024;
 
 /** A `kid`-less token may match several keys; each is tried, but never more than this many. */
 const MAX_CANDIDATE_KEYS = 8;
+
+/**
+ * Agents send the same token with every request, and the signature check (~100-250 µs of ECDSA/RSA) dominates
+ * verification. Successful verifications are therefore remembered by the token's SHA-256 for a short while; a hit
+ * re-checks exp/nbf/iat against the current time and skips only the signature and claim mapping, which depend on
+ * nothing but the token bytes, the (immutable) configuration and the keys. The TTL bounds how long a key the issuer
+ * has withdrawn keeps verifying tokens it signed earlier. Failures are never cached, so forged tokens cannot fill it.
+ */
+const VERIFIED_CACHE_TTL_MS = 60_000;
+const VERIFIED_CACHE_MAX_ENTRIES = 10_000;
+
+interface VerifiedEntry {
+  readonly result: VerifyTokenResult & { readonly ok: true };
+  readonly notBeforeSeconds: number | undefined;
+  readonly verifiedAtMs: number;
+}
 
 interface PreparedIssuer {
   readonly config: IssuerConfig;
@@ -252,7 +269,8 @@ function identityFrom(payload: JWTPayload, prepared: PreparedIssuer, nowSeconds:
     expiresAtSeconds: exp,
     claims: payload,
   };
-  return { ok: true, identity: deepFreeze(identity) };
+  // Frozen all the way: the same result object is handed out again on cache hits.
+  return Object.freeze({ ok: true, identity: deepFreeze(identity) });
 }
 
 /**
@@ -287,6 +305,35 @@ export function createTokenVerifier(config: IdentityConfig, options: TokenVerifi
     });
   }
 
+  const verified = new Map<string, VerifiedEntry>();
+
+  function remembered(digest: string, nowMs: number): VerifyTokenResult | undefined {
+    const entry = verified.get(digest);
+    if (entry === undefined) return undefined;
+    const nowSeconds = Math.floor(nowMs / 1000);
+    const { identity } = entry.result;
+    const fresh =
+      nowMs >= entry.verifiedAtMs &&
+      nowMs - entry.verifiedAtMs < VERIFIED_CACHE_TTL_MS &&
+      identity.expiresAtSeconds > nowSeconds - skewSeconds &&
+      identity.issuedAtSeconds <= nowSeconds + skewSeconds &&
+      (entry.notBeforeSeconds === undefined || entry.notBeforeSeconds <= nowSeconds + skewSeconds);
+    if (fresh) return entry.result;
+    // Stale or outside its time window: forget it and let the full path produce the precise answer.
+    verified.delete(digest);
+    return undefined;
+  }
+
+  function remember(digest: string, result: VerifyTokenResult, payload: JWTPayload, nowMs: number): void {
+    if (!result.ok) return;
+    if (verified.size >= VERIFIED_CACHE_MAX_ENTRIES) {
+      const oldest = verified.keys().next();
+      if (oldest.done !== true) verified.delete(oldest.value);
+    }
+    const notBeforeSeconds = typeof payload.nbf === "number" ? payload.nbf : undefined;
+    verified.set(digest, { result, notBeforeSeconds, verifiedAtMs: nowMs });
+  }
+
   async function verifySignature(token: string, prepared: PreparedIssuer, options: JWTVerifyOptions): Promise<JWTPayload> {
     try {
       return (await jwtVerify(token, prepared.keys.getKey, options)).payload;
@@ -310,6 +357,10 @@ export function createTokenVerifier(config: IdentityConfig, options: TokenVerifi
     async verify(token) {
       if (token === "") return deny("TOKEN_MISSING", "no bearer token was presented");
       if (token.length > MAX_TOKEN_LENGTH) return deny("TOKEN_MALFORMED", `token is longer than ${MAX_TOKEN_LENGTH} characters`);
+      const nowMs = now();
+      const digest = createHash("sha256").update(token).digest("base64url");
+      const hit = remembered(digest, nowMs);
+      if (hit !== undefined) return hit;
       let unverified: JWTPayload;
       try {
         unverified = decodeJwt(token);
@@ -319,14 +370,15 @@ export function createTokenVerifier(config: IdentityConfig, options: TokenVerifi
       // The unverified iss only selects which keys to try; the signature check below re-asserts it.
       const prepared = typeof unverified.iss === "string" ? issuers.get(unverified.iss) : undefined;
       if (prepared === undefined) return deny("TOKEN_ISSUER_UNKNOWN", "token issuer is not trusted");
-      const nowMs = now();
       let payload: JWTPayload;
       try {
         payload = await verifySignature(token, prepared, { ...prepared.options, currentDate: new Date(nowMs) });
       } catch (error) {
         return translate(error);
       }
-      return identityFrom(payload, prepared, Math.floor(nowMs / 1000), skewSeconds);
+      const result = identityFrom(payload, prepared, Math.floor(nowMs / 1000), skewSeconds);
+      remember(digest, result, payload, nowMs);
+      return result;
     },
     async warm() {
       const failures: IssuerWarmFailure[] = [];

@@ -116,20 +116,25 @@ export function canonicalJson(value: unknown): string {
 // JSON body text → canonical text (number literals kept verbatim)
 // ---------------------------------------------------------------------------------------------------------------
 
-/**
- * A strict RFC 8259 parser that writes canonical JSON as it goes. Unlike `JSON.parse`, it keeps every number's
- * literal text: 9007199254740993 and 9007199254740992 are different int64 values to the apiserver and must not
- * share a fingerprint (and "1.0" vs "1" stay distinct, which only ever costs a re-approval). Duplicate keys are kept
- * in order (stable sort), so `{"a":1,"a":2}` and `{"a":2,"a":1}` differ as they may to a decoder taking the last.
- */
 const JSON_LITERALS = ["true", "false", "null"] as const;
 
+/**
+ * A strict RFC 8259 parser that writes a canonical form as it goes, keeping every number's literal text (unlike
+ * `JSON.parse`: 9007199254740993 and 9007199254740992 are different int64 values to the apiserver and must not share
+ * a fingerprint; "1.0" vs "1" stay distinct, which only ever costs a re-approval). Duplicate keys are kept in order
+ * (stable sort). Two output forms:
+ * - `json`: canonical JSON text (sorted keys, no whitespace);
+ * - `yaml`: exactly the typed form {@link CanonicalYaml} writes for the same text read as YAML (JSON is YAML), so
+ *   the common JSON-in-`apply-patch+yaml` body skips the much slower YAML parser.
+ */
 class CanonicalJsonText {
   readonly #s: string;
+  readonly #yaml: boolean;
   #pos = 0;
 
-  constructor(text: string) {
+  constructor(text: string, form: "json" | "yaml") {
     this.#s = text;
+    this.#yaml = form === "yaml";
   }
 
   /** The canonical text, or undefined if the input is not exactly one JSON value (or nests too deeply). */
@@ -157,16 +162,19 @@ class CanonicalJsonText {
     if (c === 0x5b) return this.#array(depth);
     if (c === 0x22) {
       const str = this.#string();
-      return str === undefined ? undefined : JSON.stringify(str);
+      if (str === undefined) return undefined;
+      return this.#yaml ? '["s",' + JSON.stringify(str) + "]" : JSON.stringify(str);
     }
-    if (c === 0x2d || (c >= 0x30 && c <= 0x39)) return this.#number();
-    for (const literal of JSON_LITERALS) {
-      if (s.startsWith(literal, this.#pos)) {
-        this.#pos += literal.length;
-        return literal;
-      }
+    let literal: string | undefined;
+    if (c === 0x2d || (c >= 0x30 && c <= 0x39)) {
+      literal = this.#number();
+    } else {
+      literal = JSON_LITERALS.find((l) => s.startsWith(l, this.#pos));
+      if (literal !== undefined) this.#pos += literal.length;
     }
-    return undefined;
+    if (literal === undefined) return undefined;
+    // As YAML, numbers, true, false and null are plain scalars that are not certainly strings.
+    return this.#yaml ? '["p","' + literal + '"]' : literal;
   }
 
   #object(depth: number): string | undefined {
@@ -176,7 +184,7 @@ class CanonicalJsonText {
     this.#ws();
     if (s.charCodeAt(this.#pos) === 0x7d) {
       this.#pos++;
-      return "{}";
+      return this.#yaml ? '["m",[]]' : "{}";
     }
     for (;;) {
       this.#ws();
@@ -189,7 +197,13 @@ class CanonicalJsonText {
       this.#ws();
       const value = this.#value(depth + 1);
       if (value === undefined) return undefined;
-      entries.push({ key, text: JSON.stringify(key) + ":" + value });
+      if (this.#yaml) {
+        // Sorted by the key's canonical text, as CanonicalYaml sorts.
+        const keyText = '["s",' + JSON.stringify(key) + "]";
+        entries.push({ key: keyText, text: "[" + keyText + "," + value + "]" });
+      } else {
+        entries.push({ key, text: JSON.stringify(key) + ":" + value });
+      }
       this.#ws();
       const next = s.charCodeAt(this.#pos++);
       if (next === 0x7d) break;
@@ -197,9 +211,9 @@ class CanonicalJsonText {
     }
     // Array.prototype.sort is stable: duplicate keys keep their order.
     entries.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
-    let out = "{";
+    let out = this.#yaml ? '["m",[' : "{";
     for (let i = 0; i < entries.length; i++) out += (i > 0 ? "," : "") + (entries[i]?.text ?? "");
-    return out + "}";
+    return out + (this.#yaml ? "]]" : "}");
   }
 
   #array(depth: number): string | undefined {
@@ -208,9 +222,9 @@ class CanonicalJsonText {
     this.#ws();
     if (s.charCodeAt(this.#pos) === 0x5d) {
       this.#pos++;
-      return "[]";
+      return this.#yaml ? '["l",[]]' : "[]";
     }
-    let out = "[";
+    let out = this.#yaml ? '["l",[' : "[";
     for (let first = true; ; first = false) {
       this.#ws();
       const value = this.#value(depth + 1);
@@ -218,7 +232,7 @@ class CanonicalJsonText {
       out += (first ? "" : ",") + value;
       this.#ws();
       const next = s.charCodeAt(this.#pos++);
-      if (next === 0x5d) return out + "]";
+      if (next === 0x5d) return out + (this.#yaml ? "]]" : "]");
       if (next !== 0x2c) return undefined;
     }
   }
@@ -384,6 +398,9 @@ class CanonicalYaml {
 }
 
 function canonicalYamlText(text: string): string | undefined {
+  // kubectl's server-side apply sends JSON as application/apply-patch+yaml: read it as such, ~10x faster.
+  const asJson = new CanonicalJsonText(text, "yaml").run();
+  if (asJson !== undefined) return '["y",[' + asJson + "]]";
   // Failsafe schema: no type resolution (see CanonicalYaml); YAML 1.1 syntax like the apiserver's decoder;
   // duplicate keys are kept rather than refused, merge keys stay literal `<<` keys.
   const docs = parseAllDocuments(text, {
@@ -500,13 +517,18 @@ function bodyDigest(mediaType: string, body: Uint8Array): [string, string] {
       text = undefined;
     }
     if (text !== undefined) {
-      let canonical: string | undefined;
       try {
-        canonical = json ? new CanonicalJsonText(text).run() : canonicalYamlText(text);
+        // (JSON.parse + canonicalJson would lose number literals, and measured slower than this parser.)
+        if (json) {
+          const canonical = new CanonicalJsonText(text, "json").run();
+          if (canonical !== undefined) return ["json", sha256Hex(canonical)];
+        } else {
+          const canonical = canonicalYamlText(text);
+          if (canonical !== undefined) return ["yaml", sha256Hex(canonical)];
+        }
       } catch {
-        canonical = undefined; // e.g. a RangeError from a pathological document: fall back to the bytes
+        // e.g. a TypeError for nesting past the cap, or a RangeError from the YAML parser: digest the bytes
       }
-      if (canonical !== undefined) return [json ? "json" : "yaml", sha256Hex(canonical)];
     }
   }
   return ["raw", sha256Hex(body)];

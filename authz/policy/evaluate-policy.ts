@@ -188,32 +188,23 @@ function explain(prefix: string, notes: readonly string[]): string {
  */
 export function evaluatePolicy(policy: CompiledPolicy, input: PolicyInput): PolicyDecision {
   const attributes = input.attributes;
-  const base = { policyVersion: policy.version };
   if (attributes.verb === "") {
     // The request parser could not derive a verb; no rule should get a chance to allow that.
-    return {
-      ...base,
-      effect: "Deny",
-      rules: [],
-      approval: undefined,
-      defaulted: false,
-      reason: "request has no recognisable verb",
-      serviceAccount: undefined,
-      bodyRequired: false,
-    };
+    return decision("Deny", NO_RULES, undefined, false, policy, "request has no recognisable verb", undefined, false);
   }
 
-  const denyCandidates: CompiledRule[] = [];
-  const approvalCandidates: CompiledRule[] = [];
-  const allowCandidates: CompiledRule[] = [];
+  // Hot path: no allocation until a rule matches.
+  let denyCandidates: CompiledRule[] | undefined;
+  let approvalCandidates: CompiledRule[] | undefined;
+  let allowCandidates: CompiledRule[] | undefined;
   let bodyRequired = false;
-  for (const rule of policy.rules) {
+  for (const rule of policy.rulesByVerb.get(attributes.verb) ?? policy.rules) {
     if (!targetMatches(rule, attributes, rule.effect !== "Allow")) continue;
     if (!subjectsMatch(rule, input.user)) continue;
     if (rule.when?.referencesObject === true) bodyRequired = true;
-    if (rule.effect === "Deny") denyCandidates.push(rule);
-    else if (rule.effect === "RequireApproval") approvalCandidates.push(rule);
-    else allowCandidates.push(rule);
+    if (rule.effect === "Deny") (denyCandidates ??= []).push(rule);
+    else if (rule.effect === "RequireApproval") (approvalCandidates ??= []).push(rule);
+    else (allowCandidates ??= []).push(rule);
   }
 
   const state = input.body.state;
@@ -224,61 +215,56 @@ export function evaluatePolicy(policy: CompiledPolicy, input: PolicyInput): Poli
     notes: [],
   };
 
-  const denied = denyCandidates.filter((rule) => conditionMatches(rule, context));
-  if (denied.length > 0) {
-    return {
-      ...base,
-      effect: "Deny",
-      rules: denied.map(toMatched),
-      approval: undefined,
-      defaulted: false,
-      reason: explain(`denied by rule ${denied.map((r) => r.id).join(", ")}`, context.notes),
-      serviceAccount: undefined,
-      bodyRequired,
-    };
+  const denied = denyCandidates?.filter((rule) => conditionMatches(rule, context));
+  if (denied !== undefined && denied.length > 0) {
+    const reason = explain(`denied by rule ${denied.map((r) => r.id).join(", ")}`, context.notes);
+    return decision("Deny", denied.map(toMatched), undefined, false, policy, reason, undefined, bodyRequired);
   }
 
-  const needsApproval = approvalCandidates.filter((rule) => conditionMatches(rule, context));
-  const firstApproval = needsApproval[0];
-  if (firstApproval !== undefined) {
-    return {
-      ...base,
-      effect: "RequireApproval",
-      rules: needsApproval.map(toMatched),
-      approval: firstApproval.approval,
-      defaulted: false,
-      reason: explain(`approval required by rule ${needsApproval.map((r) => r.id).join(", ")}`, context.notes),
-      serviceAccount:
-        needsApproval.find((rule) => rule.serviceAccount !== undefined)?.serviceAccount ??
-        mappedServiceAccount(policy, attributes.namespace),
+  const needsApproval = approvalCandidates?.filter((rule) => conditionMatches(rule, context));
+  const firstApproval = needsApproval?.[0];
+  if (needsApproval !== undefined && firstApproval !== undefined) {
+    const reason = explain(`approval required by rule ${needsApproval.map((r) => r.id).join(", ")}`, context.notes);
+    const serviceAccount =
+      needsApproval.find((rule) => rule.serviceAccount !== undefined)?.serviceAccount ??
+      mappedServiceAccount(policy, attributes.namespace);
+    return decision(
+      "RequireApproval",
+      needsApproval.map(toMatched),
+      firstApproval.approval,
+      false,
+      policy,
+      reason,
+      serviceAccount,
       bodyRequired,
-    };
+    );
   }
 
-  const allowed = allowCandidates.filter((rule) => conditionMatches(rule, context));
-  if (allowed.length > 0) {
-    return {
-      ...base,
-      effect: "Allow",
-      rules: allowed.map(toMatched),
-      approval: undefined,
-      defaulted: false,
-      reason: explain(`allowed by rule ${allowed.map((r) => r.id).join(", ")}`, context.notes),
-      serviceAccount:
-        allowed.find((rule) => rule.serviceAccount !== undefined)?.serviceAccount ??
-        mappedServiceAccount(policy, attributes.namespace),
-      bodyRequired,
-    };
+  const allowed = allowCandidates?.filter((rule) => conditionMatches(rule, context));
+  if (allowed !== undefined && allowed.length > 0) {
+    const reason = explain(`allowed by rule ${allowed.map((r) => r.id).join(", ")}`, context.notes);
+    const serviceAccount =
+      allowed.find((rule) => rule.serviceAccount !== undefined)?.serviceAccount ??
+      mappedServiceAccount(policy, attributes.namespace);
+    return decision("Allow", allowed.map(toMatched), undefined, false, policy, reason, serviceAccount, bodyRequired);
   }
 
-  return {
-    ...base,
-    effect: policy.defaultEffect,
-    rules: [],
-    approval: undefined,
-    defaulted: true,
-    reason: explain(`no rule matched; default ${policy.defaultEffect}`, context.notes),
-    serviceAccount: undefined,
-    bodyRequired,
-  };
+  const reason = explain(`no rule matched; default ${policy.defaultEffect}`, context.notes);
+  return decision(policy.defaultEffect, NO_RULES, undefined, true, policy, reason, undefined, bodyRequired);
+}
+
+const NO_RULES: readonly MatchedRule[] = Object.freeze([]);
+
+// One literal with every field in a fixed order, so all decisions share a hidden class.
+function decision(
+  effect: PolicyEffect,
+  rules: readonly MatchedRule[],
+  approval: ApprovalSettings | undefined,
+  defaulted: boolean,
+  policy: CompiledPolicy,
+  reason: string,
+  serviceAccount: ServiceAccountRef | undefined,
+  bodyRequired: boolean,
+): PolicyDecision {
+  return { effect, rules, approval, defaulted, policyVersion: policy.version, reason, serviceAccount, bodyRequired };
 }

@@ -17,9 +17,8 @@ import {
 } from "./audit-row.js";
 import { AuditSpool, comparePositions, writeFileAtomicSync, type SpoolBatch } from "./audit-spool.js";
 import type { AuditStore } from "./audit-store.js";
-import { ChdbAuditStore } from "./chdb-store.js";
-import { ClickHouseServerAuditStore } from "./clickhouse-server-store.js";
-import { canonicalRow, chainHash, GENESIS_HASH, rowLine } from "./hash-chain.js";
+import { openAuditStore } from "./open-audit-store.js";
+import { chainHash, GENESIS_HASH, rowLine } from "./hash-chain.js";
 import { applyMigrations, findSchemaDir } from "./schema-migrations.js";
 
 /** The subset of a pino logger the sink uses. */
@@ -43,6 +42,8 @@ export interface SpoolingAuditSink extends AuditSink {
   readonly gatewayInstance: string;
   readonly chainId: string;
   readonly store: AuditStore;
+  /** Waits up to flushTimeoutMs (default 5 s) for delivery; what is left stays in the spool for the next start. */
+  close(opts?: { flushTimeoutMs?: number }): Promise<void>;
 }
 
 interface HeldDecision {
@@ -57,14 +58,11 @@ interface ChainHead {
 }
 
 const silentLogger: AuditLogger = { info: () => undefined, warn: () => undefined, error: () => undefined };
-const MAX_BACKLOG_ROWS = 100_000;
 
 /** Open the spool, recover what a previous run left, connect the store, and start background delivery. */
 export async function openAuditSink(config: AuditConfig | AuditConfigInput, deps: AuditSinkDeps = {}): Promise<SpoolingAuditSink> {
   const cfg = parseAuditConfig(config);
-  const store = deps.store ?? (cfg.store.kind === "embedded"
-    ? await ChdbAuditStore.open({ dataDir: cfg.store.dataDir, database: cfg.store.database })
-    : new ClickHouseServerAuditStore(cfg.store));
+  const store = deps.store ?? await openAuditStore(cfg);
   try {
     const migrate = deps.skipMigrations !== true && (cfg.store.kind === "embedded" || cfg.store.applyMigrations);
     const sink = new Sink(cfg, store, deps.logger ?? silentLogger, migrate);
@@ -89,7 +87,6 @@ class Sink implements SpoolingAuditSink {
   private head: ChainHead = { seq: 0, hash: GENESIS_HASH };
   private readonly held = new Map<string, HeldDecision>();
   private readonly heldByRequest = new Map<string, string>();
-  private backlog: { table: AuditTable; body: RequestRowBody | ApprovalRowBody }[] = [];
   private spoolError: string | undefined;
   private appended = 0;
   private committed = 0;
@@ -250,8 +247,9 @@ class Sink implements SpoolingAuditSink {
 
   canAccept(): AdmissionVerdict {
     if (this.stopping) return { ok: false, reason: "audit sink is shutting down" };
-    if (this.spoolError !== undefined || this.backlog.length > 0) {
-      return { ok: false, reason: `audit spool cannot be written (${this.spoolError ?? "backlog pending"}); refusing unrecorded access` };
+    const failure = this.spool.failure ?? this.spoolError;
+    if (failure !== undefined) {
+      return { ok: false, reason: `audit spool cannot be written (${failure}); refusing unrecorded access` };
     }
     if (this.cfg.onBudgetExceeded === "deny" && this.spool.bytes > this.cfg.diskBudgetBytes) {
       return { ok: false, reason: `audit spool is over its disk budget (${this.spool.bytes} > ${this.cfg.diskBudgetBytes} bytes); refusing unrecorded access` };
@@ -279,31 +277,34 @@ class Sink implements SpoolingAuditSink {
       if (held.expiresAtMs > now) break;
       this.release(id, "no response recorded before the exchange timeout");
     }
-    if (this.backlog.length > 0) this.drainBacklog();
+    if (this.spool.failure !== undefined && this.spool.flushPending()) {
+      this.logger.info({}, "audit spool writable again");
+      this.spoolError = undefined;
+    }
   }
 
   private appendRow(table: AuditTable, body: RequestRowBody | ApprovalRowBody): void {
-    if (this.backlog.length > 0) {
-      this.drainBacklog();
-      if (this.backlog.length > 0) {
-        this.pushBacklog(table, body);
-        return;
-      }
-    }
     try {
       this.writeRow(table, body);
     } catch (err) {
+      // Only when the disk has refused writes long enough to fill the in-memory allowance.
       this.noteSpoolFailure(err);
-      this.pushBacklog(table, body);
+      this.logger.error({ table, err: describeError(err) }, "audit row could not be recorded");
     }
   }
 
+  /**
+   * Chain and append. The body's keys are already in column order (buildRequestRow/buildApprovalRow build
+   * them so), so the chain columns are added in place and the object serialised once as the canonical row.
+   */
   private writeRow(table: AuditTable, body: RequestRowBody | ApprovalRowBody): void {
     const seq = this.head.seq + 1;
-    const row: Record<string, unknown> = {
-      ...body, gateway_instance: this.gatewayInstance, chain_id: this.chainId, chain_seq: seq, prev_hash: this.head.hash,
-    };
-    const canonical = canonicalRow(table, row);
+    const row = body as unknown as Record<string, unknown>;
+    row["gateway_instance"] = this.gatewayInstance;
+    row["chain_id"] = this.chainId;
+    row["chain_seq"] = seq;
+    row["prev_hash"] = this.head.hash;
+    const canonical = JSON.stringify(row);
     const hash = chainHash(this.head.hash, table, canonical);
     this.spool.append(table === "requests" ? "R" : "A", rowLine(canonical, hash));
     this.head = { seq, hash };
@@ -314,29 +315,6 @@ class Sink implements SpoolingAuditSink {
     else this.lagMarks.push({ count: this.appended, atMs: now });
     const pending = this.appended - this.committed;
     if (this.wake !== undefined && (pending === 1 || pending >= this.cfg.batchMaxRows)) this.wake();
-  }
-
-  private pushBacklog(table: AuditTable, body: RequestRowBody | ApprovalRowBody): void {
-    if (this.backlog.length >= MAX_BACKLOG_ROWS) {
-      this.logger.error({ backlog: this.backlog.length }, "audit backlog full: a row could not be recorded");
-      return;
-    }
-    this.backlog.push({ table, body });
-  }
-
-  private drainBacklog(): void {
-    while (this.backlog.length > 0) {
-      const next = this.backlog[0];
-      if (next === undefined) break;
-      try {
-        this.writeRow(next.table, next.body);
-      } catch (err) {
-        this.noteSpoolFailure(err);
-        return;
-      }
-      this.backlog.shift();
-    }
-    this.spoolError = undefined;
   }
 
   private noteSpoolFailure(err: unknown): void {
@@ -390,6 +368,7 @@ class Sink implements SpoolingAuditSink {
       } else {
         await this.waitForWork();
         if (this.aborted) break;
+        this.spool.flushPending();
         if (this.pending === 0 && comparePositions(this.spool.cursor, this.spool.end) >= 0) {
           this.resolveFlushWaiters();
           if (this.stopping) break;
@@ -513,13 +492,13 @@ class Sink implements SpoolingAuditSink {
   metrics(): AuditSinkMetrics {
     const oldest = this.oldestPendingAtMs();
     return {
-      queueDepth: this.pending + this.backlog.length,
+      queueDepth: this.pending,
       spoolBytes: this.spool.bytes,
       insertLagMs: oldest === undefined ? 0 : Math.max(0, Date.now() - oldest),
       insertFailures: this.failures,
       rowsDelivered: this.delivered,
       heldDecisions: this.held.size,
-      lastError: this.lastError ?? this.spoolError,
+      lastError: this.lastError ?? this.spool.failure ?? this.spoolError,
     };
   }
 }

@@ -55,6 +55,8 @@ export interface SpoolBatch {
 const SEGMENT_RE = /^seg-(\d{12})\.log$/;
 const HEADER_BYTES = 9; // 8 hex digits of CRC-32 + 1 kind character
 const READ_CHUNK_BYTES = 4 * 1024 * 1024;
+/** Records kept in memory while the disk refuses writes, before append() itself fails. */
+const MAX_PENDING_BYTES = 256 * 1024 * 1024;
 
 function segmentName(n: number): string {
   return `seg-${String(n).padStart(12, "0")}.log`;
@@ -125,6 +127,10 @@ export class AuditSpool {
   private fsyncTimer: NodeJS.Timeout | undefined;
   private cursorState: CursorFile;
   private closed = false;
+  private pending: string[] = [];
+  private pendingBytes = 0;
+  private flushScheduled = false;
+  private writeError: string | undefined;
 
   private constructor(opts: SpoolOptions, segments: number[], cursor: CursorFile) {
     this.opts = opts;
@@ -203,7 +209,7 @@ export class AuditSpool {
   }
 
   get bytes(): number {
-    let total = 0;
+    let total = this.pendingBytes;
     for (const size of this.sizes.values()) total += size;
     return total;
   }
@@ -215,19 +221,52 @@ export class AuditSpool {
   }
 
   /**
-   * Append one record and return the segment it landed in. The write is a synchronous write(2): once this
-   * returns, a crash of this process cannot lose the record (only the OS, under fsync "never"/"interval").
+   * Append one record and return the segment it lands in. Records appended in one synchronous turn are
+   * written together by one write(2) in a microtask (group commit): that runs before Node returns to the
+   * event loop, so before any response written in the same turn can leave the process. Call flushPending()
+   * to write immediately.
    */
   append(kind: SpoolRecordKind, payload: string): number {
     if (this.closed) throw new AuditError("sink_closed", "audit spool is closed");
     const line = encodeRecord(kind, payload);
     const bytes = Buffer.byteLength(line, "utf8");
-    if ((this.sizes.get(this.activeSegment) ?? 0) + bytes > this.opts.segmentMaxBytes
-      && (this.sizes.get(this.activeSegment) ?? 0) > 0) {
-      this.roll();
+    if (this.pendingBytes + bytes > MAX_PENDING_BYTES) {
+      throw new AuditError("spool_io", `audit spool cannot be written and ${this.pendingBytes} bytes are waiting in memory`);
     }
-    this.writeLine(line, bytes);
+    const size = (this.sizes.get(this.activeSegment) ?? 0) + this.pendingBytes;
+    if (size + bytes > this.opts.segmentMaxBytes && size > 0 && this.flushPending()) this.roll();
+    this.pending.push(line);
+    this.pendingBytes += bytes;
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      queueMicrotask(() => {
+        this.flushScheduled = false;
+        this.flushPending();
+      });
+    }
     return this.activeSegment;
+  }
+
+  /** Why the last write failed, while records wait in memory for the disk to come back. */
+  get failure(): string | undefined {
+    return this.writeError;
+  }
+
+  /** Write everything buffered; true when nothing is left waiting (false: the write failed, retried later). */
+  flushPending(): boolean {
+    if (this.pending.length === 0) return true;
+    if (this.closed) return false;
+    const text = this.pending.length === 1 ? this.pending[0] ?? "" : this.pending.join("");
+    try {
+      this.writeLine(text, this.pendingBytes);
+    } catch (err) {
+      this.writeError = err instanceof AuditError ? err.message : String(err);
+      return false;
+    }
+    this.pending = [];
+    this.pendingBytes = 0;
+    this.writeError = undefined;
+    return true;
   }
 
   private writeLine(text: string, byteLength: number): void {
@@ -409,6 +448,7 @@ export class AuditSpool {
 
   close(): void {
     if (this.closed) return;
+    this.flushPending();
     this.closed = true;
     if (this.fsyncTimer !== undefined) clearInterval(this.fsyncTimer);
     try {

@@ -111,6 +111,10 @@ export async function verifyAuditChains(store: AuditStore, opts: VerifyOptions =
   for (const range of await chainRanges(store, opts)) {
     let lo = Number(range.lo);
     let hi = Number(range.hi);
+    if (opts.sinceMicros !== undefined && opts.sessionId === undefined) {
+      // Link the window's first row to its predecessor, so deleting it is not mistaken for the window start.
+      lo = await neighbour(store, range.gateway_instance, range.chain_id, lo, "below") ?? lo;
+    }
     if (opts.sessionId !== undefined) {
       // Widen to the neighbours, so a deleted first or last row of the session shows up as a gap.
       lo = await neighbour(store, range.gateway_instance, range.chain_id, lo, "below") ?? lo;

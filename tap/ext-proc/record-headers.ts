@@ -31,7 +31,8 @@ export function recordableHeaders(
   entries: ReadonlyArray<[string, string]>,
   config: MaskConfig,
 ): { headers: Record<string, string>; redacted: string[] } {
-  const headers: Record<string, string> = {};
+  // A Map, then fromEntries: a header literally named "__proto__" stays an ordinary own property.
+  const headers = new Map<string, string>();
   const redacted: string[] = [];
   for (const [key, value] of entries) {
     if (DROPPED.has(key) || (!key.startsWith(":") && TOKEN_LIKE.test(key))) {
@@ -39,7 +40,8 @@ export function recordableHeaders(
       continue;
     }
     const masked = maskText(value, config).text;
-    headers[key] = key in headers ? `${headers[key] ?? ""}, ${masked}` : masked;
+    const previous = headers.get(key);
+    headers.set(key, previous === undefined ? masked : `${previous}, ${masked}`);
   }
-  return { headers, redacted };
+  return { headers: Object.fromEntries(headers), redacted };
 }

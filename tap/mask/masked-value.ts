@@ -2,7 +2,7 @@
  * @module tap/mask/masked-value
  * The placeholder that replaces a secret value: a fixed marker plus a short fingerprint of the original.
  */
-import { createHash, createHmac } from "node:crypto";
+import { createHmac, hash } from "node:crypto";
 import type { MaskConfig } from "./mask-config.js";
 
 /** Every placeholder starts with this, so tools (and the detectors) can recognise already-masked text. */
@@ -15,7 +15,8 @@ export const MASK_MARKER = "airlock:masked:";
 export function fingerprintOf(original: Buffer | string, config: MaskConfig): string {
   const digest =
     config.fingerprintKey === undefined
-      ? createHash("sha256").update(original).digest("hex")
+      ? // One-shot hash(): several times cheaper than createHash() per value on large Secret lists.
+        hash("sha256", original, "hex")
       : createHmac("sha256", config.fingerprintKey).update(original).digest("hex");
   return digest.slice(0, 8);
 }

@@ -8,12 +8,10 @@ import * as http from "node:http";
 import * as http2 from "node:http2";
 import * as https from "node:https";
 import * as net from "node:net";
-import type { Duplex } from "node:stream";
+import { Duplex } from "node:stream";
 import * as grpc from "@grpc/grpc-js";
 import { loadEnvoyServices } from "../../protos/load.js";
-import type { AuthorizationClient } from "../../protos/generated/envoy/service/auth/v3/Authorization.js";
 import type { CheckResponse__Output } from "../../protos/generated/envoy/service/auth/v3/CheckResponse.js";
-import type { ExternalProcessorClient } from "../../protos/generated/envoy/service/ext_proc/v3/ExternalProcessor.js";
 import type { ProcessingRequest } from "../../protos/generated/envoy/service/ext_proc/v3/ProcessingRequest.js";
 import type { ProcessingResponse__Output } from "../../protos/generated/envoy/service/ext_proc/v3/ProcessingResponse.js";
 import type { CommonResponse__Output } from "../../protos/generated/envoy/service/ext_proc/v3/CommonResponse.js";
@@ -44,6 +42,7 @@ import {
   type RouteSettings,
 } from "./gateway-settings.js";
 import { HeaderList } from "./header-list.js";
+import { normalizeRequestPath } from "./request-path-normalization.js";
 import {
   DEFAULT_MUTATION_RULES,
   IMMEDIATE_RESPONSE_MUTATION_RULES,
@@ -58,7 +57,11 @@ export interface EnvoyFaithfulGatewayOptions {
   readonly authzAddress: string;
   /** host:port of the ext_proc gRPC server (envoy.service.ext_proc.v3.ExternalProcessor). */
   readonly extProcAddress: string;
-  readonly upstream: { readonly url: string; readonly caFile?: string; readonly ca?: Buffer };
+  /**
+   * The kube-apiserver: TLS verified against `ca`/`caFile`; `servername` (optional) is the DNS name used for
+   * SNI and certificate name checks, like the cluster's UpstreamTlsContext `sni` + SAN matcher.
+   */
+  readonly upstream: { readonly url: string; readonly caFile?: string; readonly ca?: Buffer; readonly servername?: string };
   readonly listen?: { readonly host: "127.0.0.1"; readonly port: 0 };
 }
 
@@ -360,6 +363,36 @@ class UpgradeDownstream implements Downstream {
   }
 }
 
+/** A Duplex that replays `first` and then relays the socket both ways. */
+function bridgeSocket(socket: net.Socket, first: Buffer): Duplex {
+  const bridge = new Duplex({
+    read() {
+      socket.resume();
+    },
+    write(chunk: Buffer, _encoding, callback) {
+      socket.write(chunk, (err) => {
+        callback(err ?? null);
+      });
+    },
+    final(callback) {
+      socket.end();
+      callback();
+    },
+    destroy(err, callback) {
+      socket.destroy();
+      callback(err);
+    },
+  });
+  bridge.push(first);
+  socket.on("data", (d: Buffer) => {
+    if (!bridge.push(d)) socket.pause();
+  });
+  socket.once("end", () => bridge.push(null));
+  socket.once("close", () => bridge.destroy());
+  socket.resume();
+  return bridge;
+}
+
 /** google.protobuf.Struct helpers for the ext_authz dynamic metadata namespace. */
 function withDuration(struct: Struct__Output, ms: number): Struct__Output {
   return { fields: { ...struct.fields, ext_authz_duration: { numberValue: ms, kind: "numberValue" } } };
@@ -429,6 +462,7 @@ export async function startEnvoyFaithfulGateway(opts: EnvoyFaithfulGatewayOption
     : new http.Agent({ keepAlive: true });
 
   const sockets = new Set<net.Socket>();
+  const servername = opts.upstream.servername ?? (net.isIP(upstreamUrl.hostname) === 0 ? upstreamUrl.hostname : null);
 
   // ---------------------------------------------------------------------------------------------------
   // Local replies (Envoy's sendLocalReply): after the response started, the stream is reset instead.
@@ -447,7 +481,7 @@ export async function startEnvoyFaithfulGateway(opts: EnvoyFaithfulGatewayOption
         headers.add("content-length", "0");
       }
       extra?.(headers);
-      headers.set("server", settings.serverName);
+      applyServerHeader(headers);
       ds.respond(headers, bytes.length === 0);
       if (bytes.length > 0) {
         void ds.write(bytes).then(() => {
@@ -456,6 +490,12 @@ export async function startEnvoyFaithfulGateway(opts: EnvoyFaithfulGatewayOption
       }
     }
     throw new ExchangeEnded();
+  }
+
+  /** server_header_transformation: OVERWRITE (default) sets "server: envoy"; PASS_THROUGH leaves it alone. */
+  function applyServerHeader(headers: HeaderList): void {
+    if (settings.serverHeaderTransformation === "OVERWRITE") headers.set("server", settings.serverName);
+    else if (settings.serverHeaderTransformation === "APPEND_IF_ABSENT" && !headers.has("server")) headers.add("server", settings.serverName);
   }
 
   // ---------------------------------------------------------------------------------------------------
@@ -678,7 +718,7 @@ export async function startEnvoyFaithfulGateway(opts: EnvoyFaithfulGatewayOption
     headers.add("content-length", String(body.length));
     if (body.length > 0) headers.add("content-type", "text/plain");
     if (ir.headers !== null) applyProcHeaderMutation(ir.headers, headers, IMMEDIATE_RESPONSE_MUTATION_RULES, false, false);
-    headers.set("server", settings.serverName);
+    applyServerHeader(headers);
     ds.respond(headers, body.length === 0);
     if (body.length > 0) {
       void ds.write(body).then(() => {
@@ -986,7 +1026,8 @@ export async function startEnvoyFaithfulGateway(opts: EnvoyFaithfulGatewayOption
       path: upstreamPath(ex, headers),
       headers: upstreamRequestHeaders(ex, headers),
       ...(upstreamIsTls && ca !== undefined ? { ca } : {}),
-      ...(upstreamIsTls ? { servername: upstreamUrl.hostname, rejectUnauthorized: true } : {}),
+      // SNI carries a DNS name only (RFC 6066); IP upstreams are verified against the IP SAN without SNI.
+      ...(upstreamIsTls ? { rejectUnauthorized: true, ...(servername !== null ? { servername } : {}) } : {}),
       setHost: false,
     };
     const req = upstreamIsTls ? https.request(requestOptions) : http.request(requestOptions);
@@ -1031,7 +1072,7 @@ export async function startEnvoyFaithfulGateway(opts: EnvoyFaithfulGatewayOption
         if (sent) return;
         sent = true;
         applyOkResponseMutations(headers, ex.responseMutations);
-        headers.set("server", settings.serverName);
+        applyServerHeader(headers);
         ds.respond(headers, end || method === "HEAD");
       },
       write: (chunk) => ds.write(chunk),
@@ -1055,21 +1096,67 @@ export async function startEnvoyFaithfulGateway(opts: EnvoyFaithfulGatewayOption
     const ds = ex.ds;
     const headers = ds.headers;
     const upgrade = isUpgradeRequest(headers);
-    // ConnectionManagerUtility::mutateRequestHeaders (use_remote_address false).
+    // Codec: headers_with_underscores_action (REJECT_REQUEST answers 400, DROP_HEADER drops them).
+    for (const [k] of headers.regular()) {
+      if (!k.includes("_")) continue;
+      if (settings.headersWithUnderscoresAction === "REJECT_REQUEST") localReply(ex, 400, "");
+      if (settings.headersWithUnderscoresAction === "DROP_HEADER") headers.remove(k);
+    }
+    // ConnectionManagerUtility::maybeNormalizePath, before routing and before any filter.
+    const normalized = normalizeRequestPath(headers.get(":path") ?? "/", {
+      normalizePath: settings.normalizePath,
+      mergeSlashes: settings.mergeSlashes,
+      escapedSlashes: settings.pathWithEscapedSlashesAction,
+    });
+    if (normalized.kind === "reject") localReply(ex, 400, "");
+    if (normalized.kind === "redirect") {
+      localReply(ex, 307, "", (h) => {
+        h.add("location", normalized.path);
+      });
+    }
+    headers.set(":path", normalized.path);
+    // ConnectionManagerUtility::mutateRequestHeaders.
     if (!upgrade) {
       headers.remove("connection");
       headers.remove("upgrade");
     }
     for (const h of HOP_BY_HOP) headers.remove(h);
-    if (!headers.has("x-forwarded-proto")) headers.add("x-forwarded-proto", "http");
+    // use_remote_address with xff_num_trusted_hops 0 and no internal_address_config: the peer is the client,
+    // XFF gets it appended (a loopback peer appends Envoy's local address), x-forwarded-proto is overwritten,
+    // and the request is an "edge" request (no address is internal without internal_address_config).
+    const edgeRequest = settings.useRemoteAddress;
+    if (settings.useRemoteAddress) {
+      const peer = /^127\.|^::1$/.test(ds.source.address) ? ds.destination.address : ds.source.address;
+      const xff = headers.getAll("x-forwarded-for").join(",");
+      headers.set("x-forwarded-for", xff.length > 0 ? `${xff},${peer}` : peer);
+      headers.set("x-forwarded-proto", "http");
+    } else if (!headers.has("x-forwarded-proto")) {
+      headers.add("x-forwarded-proto", "http");
+    }
+    // cleanInternalHeaders (edge requests also lose the downstream-service headers).
     for (const h of INTERNAL_ONLY) headers.remove(h);
-    // generate_request_id: set one when absent (force-set only for edge requests with use_remote_address).
-    if (settings.generateRequestId && !headers.has("x-request-id")) headers.add("x-request-id", randomUUID());
+    if (edgeRequest) {
+      for (const h of ["x-envoy-decorator-operation", "x-envoy-downstream-service-cluster", "x-envoy-downstream-service-node"]) headers.remove(h);
+      headers.set("x-envoy-external-address", ds.source.address);
+    }
+    // generate_request_id: "Unconditionally set a request ID if we are allowed to override it from the edge.
+    // Otherwise just ensure it is set."
+    if (settings.generateRequestId) {
+      const forceSet = !settings.preserveExternalRequestId && edgeRequest;
+      if (forceSet || !headers.has("x-request-id")) headers.set("x-request-id", randomUUID());
+    }
 
     ex.route = routeFor(headers);
     if (ex.route === null) localReply(ex, 404, "");
     const route = ex.route;
     ex.armIdle(route.idleTimeoutMs ?? settings.streamIdleTimeoutMs);
+    if (route.maxStreamDurationMs > 0) {
+      // max_stream_duration: the stream ends when it is reached (408 before the response started).
+      const timer = setTimeout(() => ex.onIdle?.(), route.maxStreamDurationMs);
+      ds.onClose(() => {
+        clearTimeout(timer);
+      });
+    }
     ex.onIdle = () => {
       // Stream idle timeout: 408 before the response started, a reset after.
       try {
@@ -1142,7 +1229,7 @@ export async function startEnvoyFaithfulGateway(opts: EnvoyFaithfulGatewayOption
             ex.touch();
             const started = Date.now();
             const source = responseFromUpstream(res, method);
-            source.headers.set("x-envoy-upstream-service-time", String(Date.now() - started));
+            if (!settings.suppressEnvoyHeaders) source.headers.set("x-envoy-upstream-service-time", String(Date.now() - started));
             sendResponse(ex, source, method).then(finish, finish);
           },
           null,
@@ -1299,10 +1386,16 @@ export async function startEnvoyFaithfulGateway(opts: EnvoyFaithfulGatewayOption
     socket.once("close", () => sockets.delete(socket));
     socket.once("data", (first: Buffer) => {
       socket.pause();
-      socket.unshift(first);
       const isH2 = first.length >= 3 && HTTP2_PREFACE.subarray(0, Math.min(first.length, HTTP2_PREFACE.length)).equals(first.subarray(0, Math.min(first.length, HTTP2_PREFACE.length)));
-      (isH2 ? h2 : h1).emit("connection", socket);
-      socket.resume();
+      if (!isH2) {
+        socket.unshift(first);
+        h1.emit("connection", socket);
+        socket.resume();
+        return;
+      }
+      // Node's HTTP/2 session reads a net.Socket's native handle directly, so bytes already read for the
+      // sniff would be lost; hand it a JS Duplex over the socket instead.
+      h2.emit("connection", bridgeSocket(socket, first));
     });
     socket.on("error", () => socket.destroy());
   });

@@ -99,14 +99,24 @@ export interface HeaderMatcherSettings {
   readonly treatMissingAsEmpty: boolean;
 }
 
+export interface QueryMatcherSettings {
+  readonly name: string;
+  /** null: present_match. */
+  readonly match: StringMatch | null;
+}
+
 export interface RouteSettings {
   readonly path: string;
+  readonly name: string;
   readonly match: {
     readonly kind: "prefix" | "path" | "regex" | "path_separated_prefix";
     readonly value: string;
     readonly caseSensitive: boolean;
     readonly headers: readonly HeaderMatcherSettings[];
+    readonly queryParameters: readonly QueryMatcherSettings[];
   };
+  /** RouteAction.max_stream_duration.max_stream_duration; 0 = none. */
+  readonly maxStreamDurationMs: number;
   /** Route timeout (route_components.proto: default 15 s; 0 disables it). */
   readonly timeoutMs: number;
   /** Route idle_timeout; null falls back to the HCM stream_idle_timeout; 0 disables it. */
@@ -135,7 +145,19 @@ export interface VirtualHostSettings {
   readonly routes: readonly RouteSettings[];
 }
 
+export type EscapedSlashesAction = "KEEP_UNCHANGED" | "REJECT_REQUEST" | "UNESCAPE_AND_REDIRECT" | "UNESCAPE_AND_FORWARD";
+
 export interface GatewaySettings {
+  /** HCM use_remote_address (with xff_num_trusted_hops 0 and no internal_address_config). */
+  readonly useRemoteAddress: boolean;
+  readonly preserveExternalRequestId: boolean;
+  readonly serverHeaderTransformation: "OVERWRITE" | "APPEND_IF_ABSENT" | "PASS_THROUGH";
+  readonly normalizePath: boolean;
+  readonly mergeSlashes: boolean;
+  readonly pathWithEscapedSlashesAction: EscapedSlashesAction;
+  readonly headersWithUnderscoresAction: "ALLOW" | "REJECT_REQUEST" | "DROP_HEADER";
+  /** Router suppress_envoy_headers (no x-envoy-upstream-service-time). */
+  readonly suppressEnvoyHeaders: boolean;
   /** HCM stream_idle_timeout (default 5 min; 0 disables). */
   readonly streamIdleTimeoutMs: number;
   /** HCM request_timeout (default 0 = none). */
@@ -423,6 +445,14 @@ function headerMatcher(value: unknown, path: string): HeaderMatcherSettings {
   return { ...base, kind: "present", value: "", present: true, ignoreCase: false };
 }
 
+function queryMatcher(value: unknown, path: string): QueryMatcherSettings {
+  const m = record(value, path);
+  const name = str(m["name"], `${path}.name`);
+  if (m["string_match"] !== undefined) return { name, match: stringMatch(m["string_match"], `${path}.string_match`) };
+  if (m["present_match"] === true) return { name, match: null };
+  throw new GatewaySettingsError("bad_bootstrap", path, "query parameter matcher needs string_match or present_match: true");
+}
+
 interface PerFilterConfigs {
   readonly extAuthz: Record<string, unknown> | null;
   readonly extProc: Record<string, unknown> | null;
@@ -504,7 +534,7 @@ function routeSettings(value: unknown, path: string, vhostLevel: PerFilterConfig
   refuse(r, ["redirect", "direct_response", "filter_action", "non_forwarding_action", "request_headers_to_add", "request_headers_to_remove",
     "response_headers_to_add", "response_headers_to_remove"], path);
   const match = record(r["match"], `${path}.match`);
-  refuse(match, ["query_parameters", "grpc", "runtime_fraction", "tls_context", "connect_matcher", "dynamic_metadata", "path_match_policy"], `${path}.match`);
+  refuse(match, ["grpc", "runtime_fraction", "tls_context", "connect_matcher", "dynamic_metadata", "path_match_policy"], `${path}.match`);
   let kind: RouteSettings["match"]["kind"];
   let matchValue: string;
   if (typeof match["prefix"] === "string") [kind, matchValue] = ["prefix", match["prefix"]];
@@ -520,13 +550,18 @@ function routeSettings(value: unknown, path: string, vhostLevel: PerFilterConfig
     "hedge_policy", "request_mirror_policies", "path_rewrite_policy"], `${path}.route`);
   const routeLevel = perFilterConfigs(r["typed_per_filter_config"], `${path}.typed_per_filter_config`, names.authz, names.proc);
   const merged = mergedRouteFilterSettings([vhostLevel, routeLevel], `${path}.typed_per_filter_config`);
+  const maxStream = record(action["max_stream_duration"], `${path}.route.max_stream_duration`);
+  refuse(maxStream, ["grpc_timeout_header_max", "grpc_timeout_header_offset"], `${path}.route.max_stream_duration`);
   return Object.freeze({
     path,
+    name: str(r["name"], `${path}.name`, ""),
+    maxStreamDurationMs: optionalDurationMs(maxStream["max_stream_duration"], `${path}.route.max_stream_duration.max_stream_duration`, 0),
     match: Object.freeze({
       kind,
       value: matchValue,
       caseSensitive: boolValue(match["case_sensitive"], `${path}.match.case_sensitive`, true),
       headers: array(match["headers"], `${path}.match.headers`).map((h, i) => headerMatcher(h, `${path}.match.headers[${i}]`)),
+      queryParameters: array(match["query_parameters"], `${path}.match.query_parameters`).map((q, i) => queryMatcher(q, `${path}.match.query_parameters[${i}]`)),
     }),
     // route_components.proto RouteAction.timeout: "If not specified, the default is 15s"; 0 disables it.
     timeoutMs: optionalDurationMs(action["timeout"], `${path}.route.timeout`, 15_000),
@@ -554,8 +589,13 @@ export function gatewaySettingsFromBootstrap(bootstrap: unknown): GatewaySetting
   const hcmFilter = record(netFilters[0], "listeners[0].filter_chains[0].filters[0]");
   const hcm = record(hcmFilter["typed_config"], hcmPath);
   if (netFilters.length !== 1 || hcm["@type"] !== HCM_TYPE) throw new GatewaySettingsError("unsupported_feature", hcmPath, "one HttpConnectionManager network filter is reproduced");
-  refuse(hcm, ["rds", "scoped_routes", "use_remote_address", "xff_num_trusted_hops", "internal_address_config", "strip_matching_host_port",
-    "normalize_path", "merge_slashes", "path_with_escaped_slashes_action", "local_reply_config", "early_header_mutation_extensions"], hcmPath);
+  if (num(hcm["xff_num_trusted_hops"], `${hcmPath}.xff_num_trusted_hops`, 0) !== 0) {
+    throw new GatewaySettingsError("unsupported_feature", `${hcmPath}.xff_num_trusted_hops`, "only 0 is reproduced");
+  }
+  refuse(hcm, ["rds", "scoped_routes", "internal_address_config", "strip_matching_host_port",
+    "local_reply_config", "early_header_mutation_extensions", "original_ip_detection_extensions", "skip_xff_append", "via",
+    "forward_client_cert_details", "set_current_client_cert_details", "scheme_header_transformation"], hcmPath);
+  const protocolOptions = record(hcm["common_http_protocol_options"], `${hcmPath}.common_http_protocol_options`);
 
   const filters = array(hcm["http_filters"], `${hcmPath}.http_filters`).map((f, i) => {
     const m = record(f, `${hcmPath}.http_filters[${i}]`);
@@ -586,7 +626,26 @@ export function gatewaySettingsFromBootstrap(bootstrap: unknown): GatewaySetting
     });
   });
 
+  const router = filters.find((f) => f.cfg["@type"] === ROUTER_TYPE);
+  const enumOf = <T extends string>(value: unknown, p: string, allowed: readonly T[], fallback: T): T => {
+    if (value === undefined || value === null) return fallback;
+    const found = allowed.find((a) => a === value);
+    if (found === undefined) throw new GatewaySettingsError("unsupported_feature", p, `value ${JSON.stringify(value)}`);
+    return found;
+  };
   return Object.freeze({
+    useRemoteAddress: boolValue(hcm["use_remote_address"], `${hcmPath}.use_remote_address`, false),
+    preserveExternalRequestId: boolValue(hcm["preserve_external_request_id"], `${hcmPath}.preserve_external_request_id`, false),
+    serverHeaderTransformation: enumOf(hcm["server_header_transformation"], `${hcmPath}.server_header_transformation`, ["OVERWRITE", "APPEND_IF_ABSENT", "PASS_THROUGH"] as const, "OVERWRITE"),
+    normalizePath: boolValue(hcm["normalize_path"], `${hcmPath}.normalize_path`, false),
+    mergeSlashes: boolValue(hcm["merge_slashes"], `${hcmPath}.merge_slashes`, false),
+    // IMPLEMENTATION_SPECIFIC_DEFAULT is KEEP_UNCHANGED in Envoy (http_connection_manager.proto).
+    pathWithEscapedSlashesAction: ((v) => (v === "IMPLEMENTATION_SPECIFIC_DEFAULT" ? "KEEP_UNCHANGED" : v))(
+      enumOf(hcm["path_with_escaped_slashes_action"], `${hcmPath}.path_with_escaped_slashes_action`,
+        ["IMPLEMENTATION_SPECIFIC_DEFAULT", "KEEP_UNCHANGED", "REJECT_REQUEST", "UNESCAPE_AND_REDIRECT", "UNESCAPE_AND_FORWARD"] as const, "KEEP_UNCHANGED"),
+    ),
+    headersWithUnderscoresAction: enumOf(protocolOptions["headers_with_underscores_action"], `${hcmPath}.common_http_protocol_options.headers_with_underscores_action`, ["ALLOW", "REJECT_REQUEST", "DROP_HEADER"] as const, "ALLOW"),
+    suppressEnvoyHeaders: router === undefined ? false : boolValue(router.cfg["suppress_envoy_headers"], `${hcmPath}.http_filters[${router.i}].typed_config.suppress_envoy_headers`, false),
     // http_connection_manager.proto stream_idle_timeout: "If not specified, this defaults to 5 minutes."
     streamIdleTimeoutMs: optionalDurationMs(hcm["stream_idle_timeout"], `${hcmPath}.stream_idle_timeout`, 300_000),
     requestTimeoutMs: optionalDurationMs(hcm["request_timeout"], `${hcmPath}.request_timeout`, 0),
@@ -659,6 +718,20 @@ function headerMatches(m: HeaderMatcherSettings, headers: HeaderList): boolean {
   return m.invert ? !result : result;
 }
 
+/** QueryParameterMatcher on the first value of the parameter (Http::Utility::QueryParamsMulti::getFirstValue). */
+function queryMatches(m: QueryMatcherSettings, path: string): boolean {
+  const q = path.indexOf("?");
+  if (q < 0) return false;
+  for (const part of path.slice(q + 1).split("&")) {
+    const eq = part.indexOf("=");
+    const key = eq >= 0 ? part.slice(0, eq) : part;
+    if (key !== m.name) continue;
+    const value = eq >= 0 ? part.slice(eq + 1) : "";
+    return m.match === null || stringMatches(m.match.kind, m.match.value, value, m.match.ignoreCase);
+  }
+  return false;
+}
+
 /** Route selection in order (first match wins), on the :path without its query string. */
 export function selectRoute(vhost: VirtualHostSettings, path: string, headers: HeaderList): RouteSettings | null {
   const q = path.indexOf("?");
@@ -682,7 +755,7 @@ export function selectRoute(vhost: VirtualHostSettings, path: string, headers: H
         ok = new RegExp(`^(?:${value})$`).test(bare);
         break;
     }
-    if (ok && route.match.headers.every((h) => headerMatches(h, headers))) return route;
+    if (ok && route.match.headers.every((h) => headerMatches(h, headers)) && route.match.queryParameters.every((m) => queryMatches(m, path))) return route;
   }
   return null;
 }

@@ -132,6 +132,14 @@ function integerOf(value: unknown): bigint | undefined {
   return undefined;
 }
 
+function integerRange(type: string): readonly [bigint, bigint] | undefined {
+  if (INT32_TYPES.has(type)) return [-(2n ** 31n), 2n ** 31n - 1n];
+  if (UINT32_TYPES.has(type)) return [0n, 2n ** 32n - 1n];
+  if (INT64_TYPES.has(type)) return [-(2n ** 63n), 2n ** 63n - 1n];
+  if (UINT64_TYPES.has(type)) return [0n, 2n ** 64n - 1n];
+  return undefined;
+}
+
 function convertScalar(ctx: WalkContext, type: string, value: unknown, path: string): unknown {
   if (type === "string") {
     return typeof value === "string" ? value : issue(ctx, "wrong_type", path, `expected a string, got ${describe(value)}`);
@@ -153,16 +161,9 @@ function convertScalar(ctx: WalkContext, type: string, value: unknown, path: str
   }
   const n = integerOf(value);
   if (n === undefined) return issue(ctx, "wrong_type", path, `expected an integer (${type}), got ${describe(value)}`);
-  const [min, max] = INT32_TYPES.has(type)
-    ? [-(2n ** 31n), 2n ** 31n - 1n]
-    : UINT32_TYPES.has(type)
-      ? [0n, 2n ** 32n - 1n]
-      : INT64_TYPES.has(type)
-        ? [-(2n ** 63n), 2n ** 63n - 1n]
-        : UINT64_TYPES.has(type)
-          ? [0n, 2n ** 64n - 1n]
-          : [undefined, undefined];
-  if (min === undefined || max === undefined) return issue(ctx, "wrong_type", path, `unsupported scalar type ${type}`);
+  const range = integerRange(type);
+  if (!range) return issue(ctx, "wrong_type", path, `unsupported scalar type ${type}`);
+  const [min, max] = range;
   if (n < min || n > max) return issue(ctx, "out_of_range", path, `${n} is out of range for ${type}`);
   return INT64_TYPES.has(type) || UINT64_TYPES.has(type) ? n.toString() : Number(n);
 }

@@ -266,7 +266,9 @@ cmd_stop() {
   for name in kube-apiserver etcd; do
     [ -f "$RUN/$name.pid" ] || continue
     pid="$(cat "$RUN/$name.pid")"
-    if kill -0 "$pid" 2>/dev/null && [ "$(readlink "/proc/$pid/exe" 2>/dev/null || true)" = "$BIN/$name" ]; then
+    local exe; exe="$(readlink "/proc/$pid/exe" 2>/dev/null || true)"
+    # "$BIN/$name (deleted)" when the binary was rebuilt while it ran: still ours.
+    if kill -0 "$pid" 2>/dev/null && { [ "$exe" = "$BIN/$name" ] || [ "$exe" = "$BIN/$name (deleted)" ]; }; then
       kill -TERM "$pid" 2>/dev/null || true
       local i
       for i in $(seq 1 40); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done

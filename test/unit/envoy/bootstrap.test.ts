@@ -428,3 +428,47 @@ describe("the strict decoder rejects", () => {
     expect(validateEnvoyJson({}, "envoy.not.a.Type")).toEqual([expect.objectContaining({ code: "unknown_type" })]);
   });
 });
+
+describe("decoder details", () => {
+  const HCM = "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
+  const minimalHcm = { stat_prefix: "x", route_config: {}, http_filters: [] };
+
+  it("reads protobuf-JSON durations", () => {
+    expect(durationToMs("0s")).toBe(0);
+    expect(durationToMs("1.5s")).toBe(1500);
+    expect(durationToMs("0.000000001s")).toBeCloseTo(0.000001);
+    expect(() => durationToMs("1m")).toThrow(/invalid duration/);
+    expect(validateEnvoyJson({ ...minimalHcm, stream_idle_timeout: "5m" }, HCM)).toEqual([expect.objectContaining({ code: "invalid_duration", path: "stream_idle_timeout" })]);
+  });
+
+  it("applies protoc-gen-validate bounds to wrapper types", () => {
+    expect(validateEnvoyJson({ ...minimalHcm, max_request_headers_kb: 0 }, HCM)).toEqual([expect.objectContaining({ code: "constraint_violated", path: "max_request_headers_kb" })]);
+    expect(validateEnvoyJson({ ...minimalHcm, max_request_headers_kb: 96 }, HCM)).toEqual([]);
+  });
+
+  it("applies min_len and required-field rules", () => {
+    expect(validateEnvoyJson({ ...minimalHcm, stat_prefix: "" }, HCM)).toEqual([expect.objectContaining({ code: "constraint_violated", path: "stat_prefix" })]);
+    expect(validateEnvoyJson({ failure_mode_allow: false }, EXT_PROC)).toEqual([expect.objectContaining({ code: "constraint_violated", path: "grpc_service" })]);
+  });
+
+  it("accepts Struct payloads of any shape but rejects a list there", () => {
+    const base = { name: "r", match: { prefix: "/" }, route: { cluster: "c" } };
+    expect(validateEnvoyJson({ ...base, metadata: { filter_metadata: { airlock: { a: [1, "b", null, { c: true }] } } } }, "envoy.config.route.v3.Route")).toEqual([]);
+    expect(validateEnvoyJson({ ...base, metadata: { filter_metadata: { airlock: [1] } } }, "envoy.config.route.v3.Route")).toEqual([expect.objectContaining({ code: "wrong_type" })]);
+  });
+
+  it("accepts 64-bit integers as strings and rejects fractions", () => {
+    const cluster = { name: "c", connect_timeout: "1s", per_connection_buffer_limit_bytes: 1.5 };
+    expect(validateEnvoyJson(cluster, "envoy.config.cluster.v3.Cluster")).toEqual([expect.objectContaining({ code: "wrong_type", path: "per_connection_buffer_limit_bytes" })]);
+    expect(validateEnvoyJson({ stats_server_version_override: "18446744073709551615" }, "envoy.config.bootstrap.v3.Bootstrap")).toEqual([]);
+    expect(validateEnvoyJson({ stats_server_version_override: "18446744073709551616" }, "envoy.config.bootstrap.v3.Bootstrap")).toEqual([expect.objectContaining({ code: "out_of_range" })]);
+  });
+
+  it("names nested Any payloads in issue paths", () => {
+    const issues = validateEnvoyJson(
+      { ...minimalHcm, http_filters: [{ name: "r", typed_config: { "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router", nope: 1 } }] },
+      HCM,
+    );
+    expect(issues).toEqual([expect.objectContaining({ code: "unknown_field", path: "http_filters[0].typed_config<envoy.extensions.filters.http.router.v3.Router>.nope" })]);
+  });
+});

@@ -62,8 +62,8 @@ function headers(phase: Phase, pairs: Array<[string, string]>, endOfStream = fal
   );
 }
 
-function body(phase: BodyPhase, bytes: Buffer, endOfStream: boolean): ProcessingRequest__Output {
-  return base({ request: phase, [phase]: { body: bytes, end_of_stream: endOfStream } });
+function body(phase: BodyPhase, bytes: Buffer, endOfStream: boolean, authz?: Record<string, unknown> | null): ProcessingRequest__Output {
+  return base({ request: phase, [phase]: { body: bytes, end_of_stream: endOfStream } }, authz);
 }
 
 const GET_SECRET: Array<[string, string]> = [
@@ -386,7 +386,7 @@ describe("ExchangeSession: skip rules, request bodies, modes", () => {
     const session = new ExchangeSession(config, clock);
     const path: Array<[string, string]> = [[":method", "POST"], [":path", "/api/v1/namespaces/prod/serviceaccounts/ci/token"], ["content-type", "application/json"]];
     const token = fixture("token-request.json");
-    const { replies, records } = drive(session, [headers("request_headers", path, true, null), headers("response_headers", JSON_200), body("response_body", token, true)]);
+    const { replies, records } = drive(session, [headers("request_headers", path, true, null), headers("response_headers", JSON_200, false, null), body("response_body", token, true, null)]);
     expectNoPlantedSecret(forwardedBody([token], replies.slice(2)));
     expect(records[0]!.responseBody).toMatchObject({ text: null, omitted: "credential_response" });
   });
@@ -400,7 +400,7 @@ describe("ExchangeSession: skip rules, request bodies, modes", () => {
 
   it("works without ext_authz metadata (fields null, masking by path)", () => {
     const session = new ExchangeSession(config, clock);
-    const { records } = drive(session, [headers("request_headers", GET_SECRET, true, null), headers("response_headers", JSON_200, false, null), body("response_body", fixture("secret.json"), true)]);
+    const { records } = drive(session, [headers("request_headers", GET_SECRET, true, null), headers("response_headers", JSON_200, false, null), body("response_body", fixture("secret.json"), true, null)]);
     expect(records[0]).toMatchObject({ decisionId: null, subject: null, kube: null, groups: [], outcome: "complete" });
     expectNoPlantedSecret(JSON.stringify(records[0]));
   });

@@ -348,7 +348,14 @@ describe("webhook notifications", () => {
       });
     });
     await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-    cleanups.push(() => new Promise<void>((resolve) => server.close(() => resolve())));
+    cleanups.push(
+      () =>
+        new Promise<void>((resolve) => {
+          server.close(() => {
+            resolve();
+          });
+        }),
+    );
     const { port } = server.address() as AddressInfo;
     const env = makeEnv({}, { notifierUrl: `http://127.0.0.1:${port}/hook` });
     const { approvalId } = await env.service.resolvePendingRequest(pendingInput("fp-hook"));

@@ -207,7 +207,7 @@ describe.each([sqliteFactory(), postgresFactory()])("approval store contract: $n
     const inputs = Array.from({ length: 5 }, (_, i) => newApproval({ preview, expiresAtMs: 1000 + i }));
     for (const input of inputs) await store.createPending(input);
     const [a, b] = await Promise.all([store.expireDue(2000), other.expireDue(2000)]);
-    const ids = [...(a ?? []), ...(b ?? [])].map((r) => r.id).filter((id) => inputs.some((i) => i.id === id));
+    const ids = [...a, ...b].map((r) => r.id).filter((id) => inputs.some((i) => i.id === id));
     expect(ids.sort()).toEqual(inputs.map((i) => i.id).sort());
     const listed = await store.list({ namespace: ns, limit: 10 });
     expect(listed.map((r) => r.state)).toEqual(["expired", "expired", "expired", "expired", "expired"]);

@@ -455,6 +455,61 @@ describe("createTokenVerifier: claims", () => {
   });
 });
 
+describe("createTokenVerifier: verified-token cache", () => {
+  function clockedVerifier(): { verifier: TokenVerifier; setSeconds: (seconds: number) => void } {
+    let nowMs = NOW_SECONDS * 1000;
+    const config = parseIdentityConfig({
+      issuers: [{ issuer: ISSUER, localJwks: keySet(es256), audiences: ["airlock"], algorithms: ["ES256"] }],
+      clockSkewSeconds: SKEW,
+    });
+    return {
+      verifier: createTokenVerifier(config, { now: () => nowMs }),
+      setSeconds: (seconds) => {
+        nowMs = seconds * 1000;
+      },
+    };
+  }
+
+  it("hands out the same frozen result for a repeated token", async () => {
+    const { verifier } = clockedVerifier();
+    const token = await signToken(es256, claims());
+    const first = await verify(verifier, token);
+    const second = await verify(verifier, token);
+    expect(second).toBe(first);
+    expect(Object.isFrozen(first)).toBe(true);
+  });
+
+  it("re-checks expiry on every use of a remembered token", async () => {
+    const { verifier, setSeconds } = clockedVerifier();
+    const token = await signToken(es256, claims({ exp: NOW_SECONDS + 40 }));
+    await expectAccepted(verifier, token);
+    setSeconds(NOW_SECONDS + 40 + SKEW - 1);
+    await expectAccepted(verifier, token);
+    setSeconds(NOW_SECONDS + 40 + SKEW);
+    await expectDenied(verifier, token, "TOKEN_EXPIRED");
+  });
+
+  it("re-checks nbf and iat when the clock moves backwards", async () => {
+    const { verifier, setSeconds } = clockedVerifier();
+    const token = await signToken(es256, claims({ iat: NOW_SECONDS, nbf: NOW_SECONDS }));
+    await expectAccepted(verifier, token);
+    setSeconds(NOW_SECONDS - SKEW - 5);
+    await expectDenied(verifier, token, "TOKEN_NOT_YET_VALID");
+    setSeconds(NOW_SECONDS);
+    await expectAccepted(verifier, token);
+  });
+
+  it("does not let a cached acceptance leak to a token that differs in any byte", async () => {
+    const { verifier } = clockedVerifier();
+    const token = await signToken(es256, claims());
+    await expectAccepted(verifier, token);
+    // A character well inside the signature (the last one may only carry padding bits).
+    const at = token.length - 10;
+    const changed = token[at] === "A" ? "B" : "A";
+    await expectDenied(verifier, `${token.slice(0, at)}${changed}${token.slice(at + 1)}`, "TOKEN_SIGNATURE_INVALID");
+  });
+});
+
 describe("createTokenVerifier: options", () => {
   it("lets localKeys replace an issuer's configured key source", async () => {
     const config = parseIdentityConfig({

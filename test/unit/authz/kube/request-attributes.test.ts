@@ -190,6 +190,39 @@ describe("non-resource requests", () => {
   });
 });
 
+describe("resource or not", () => {
+  // mirrors requestinfo_test.go TestGetNonAPIRequestInfo, verbatim. Its "empty" case (URL "") is refused instead:
+  // Envoy never sends an empty :path, and a request target must be origin-form (see "refusals").
+  it.each([
+    ["/api/version/resource", true],
+    ["/apis/group/version/resource/name/subresource", true],
+    ["/api/version/resource/name/subresource", true],
+    ["/apis/batch/v1/job", true],
+    ["/apis/batch/v1/job/foo", true],
+    ["/apis/batch/v1/job/foo/scale", true],
+    ["/not-api/version/resource", false],
+    ["/apis/extensions/v1beta1", false],
+    ["/apis/extensions/v1beta1/", false],
+    ["/api/version", false],
+    ["/api", false],
+    ["/", false],
+  ] as const)("GET %s → resourceRequest %s", (url, resourceRequest) => {
+    expect(attributes("GET", url).resourceRequest).toBe(resourceRequest);
+  });
+
+  it("splits resource/name/subresource for the groupless and grouped forms", () => {
+    expect(attributes("GET", "/apis/group/version/resource/name/subresource")).toMatchObject({
+      apiGroup: "group",
+      apiVersion: "version",
+      resource: "resource",
+      name: "name",
+      subresource: "subresource",
+      kubeVerb: "get",
+    });
+    expect(attributes("GET", "/apis/batch/v1/job/foo/scale")).toMatchObject({ apiGroup: "batch", resource: "job", name: "foo", subresource: "scale" });
+  });
+});
+
 describe("namespaces and their subresources", () => {
   // mirrors requestinfo.go: namespaceSubresources = {status, finalize}; anything else after /namespaces/{ns} is a
   // namespaced resource and the parts shift to it.

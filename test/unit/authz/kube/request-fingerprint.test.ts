@@ -91,6 +91,17 @@ describe("requestFingerprint: stability", () => {
     expect(yaml(asJson)).toBe(yaml(asYaml));
   });
 
+  it("reads JSON sent as YAML exactly as the YAML parser would (property)", () => {
+    // A trailing comment makes the text invalid JSON, so the second body takes the YAML-library path.
+    fc.assert(
+      fc.property(fc.jsonValue(), (value) => {
+        const text = JSON.stringify(value);
+        expect(yaml(text)).toBe(yaml(text + "\n# a comment\n"));
+      }),
+      { numRuns: 300 },
+    );
+  });
+
   it("expands YAML aliases", () => {
     expect(yaml("a: &x {b: 1}\nc: *x\n")).toBe(yaml("a: {b: 1}\nc: {b: 1}\n"));
   });

@@ -1,7 +1,8 @@
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { describe, expect, it } from "vitest";
+import { BASELINE_POLICY_PATH } from "../../../../authz/policy/compile-policy.js";
 import { formatPolicyTestReport, runPolicyTestFile, runPolicyTests } from "../../../../authz/policy/policy-tests.js";
 import { compilePolicy } from "../../../fixtures/policy/decide.js";
 import { parseRequestLine } from "../../../fixtures/policy/parse-request-line.js";
@@ -107,5 +108,17 @@ cases:
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe("shipped example test file", () => {
+  it("passes against the shipped baseline", async () => {
+    const report = await runPolicyTestFile(
+      join(dirname(BASELINE_POLICY_PATH), "agent-baseline.tests.yaml"),
+      parse,
+    );
+    expect(report.errors).toEqual([]);
+    expect(report.results.filter((r) => !r.passed).map((r) => `${r.name}\n${r.diff ?? ""}`)).toEqual([]);
+    expect(report.passed).toBe(6);
   });
 });

@@ -1,0 +1,158 @@
+/**
+ * @module bench/mask
+ * Masking throughput and memory: a 10,000-item SecretList, a watch stream of the same Secrets in 16 KiB
+ * chunks, and a Deployment list (env walk), each next to plain JSON.parse + JSON.stringify of the same
+ * bytes. Run: `npx vite-node bench/mask.ts` (add `--expose-gc` via NODE_OPTIONS for cleaner heap numbers).
+ */
+import { maskResponseBody } from "../tap/mask/mask-response.js";
+import { defaultMaskConfig } from "../tap/mask/mask-config.js";
+import { WatchStreamMasker } from "../tap/mask/watch-stream-masker.js";
+
+const gc = (globalThis as { gc?: () => void }).gc;
+
+function secretItem(i: number): Record<string, unknown> {
+  const b64 = (s: string): string => Buffer.from(s).toString("base64");
+  return {
+    metadata: {
+      name: `app-secret-${i}`,
+      namespace: `team-${i % 50}`,
+      uid: `0b6f8e2a-1c3d-4e5f-8a9b-${String(i).padStart(12, "0")}`,
+      resourceVersion: String(100000 + i),
+      creationTimestamp: "2026-01-01T00:00:00Z",
+      labels: { app: `app-${i % 200}`, "app.kubernetes.io/managed-by": "kustomize" },
+      managedFields: [{ manager: "kubectl-client-side-apply", operation: "Update", apiVersion: "v1", time: "2026-01-01T00:00:00Z", fieldsType: "FieldsV1", fieldsV1: { "f:data": { ".": {}, "f:password": {}, "f:username": {}, "f:url": {} }, "f:type": {} } }],
+    },
+    data: {
+      username: b64(`user-${i}`),
+      password: b64(`p@ssw0rd-${i}-${"x".repeat(24)}`),
+      url: b64(`postgres://user-${i}:secret-${i}@db-${i % 7}.internal:5432/app`),
+    },
+    type: "Opaque",
+  };
+}
+
+function deploymentItem(i: number): Record<string, unknown> {
+  return {
+    metadata: { name: `web-${i}`, namespace: `team-${i % 50}`, uid: `uid-${i}`, resourceVersion: String(i), labels: { app: `web-${i}` } },
+    spec: {
+      replicas: 2,
+      selector: { matchLabels: { app: `web-${i}` } },
+      template: {
+        metadata: { labels: { app: `web-${i}` } },
+        spec: {
+          containers: [
+            {
+              name: "app",
+              image: "registry.example.com/web:1.2.3",
+              env: [
+                { name: "LOG_LEVEL", value: "info" },
+                { name: "DB_PASSWORD", value: `pw-${i}` },
+                { name: "DATABASE_URL", value: `postgres://u:p${i}@db:5432/x` },
+                { name: "FROM_SECRET", valueFrom: { secretKeyRef: { name: "db", key: "password" } } },
+              ],
+              ports: [{ containerPort: 8080, protocol: "TCP" }],
+              resources: { limits: { cpu: "500m", memory: "256Mi" } },
+            },
+          ],
+        },
+      },
+    },
+    status: { replicas: 2, readyReplicas: 2 },
+  };
+}
+
+interface Row {
+  readonly scenario: string;
+  readonly mb: number;
+  readonly maskMBs: number;
+  readonly baselineMBs: number;
+  readonly maskHeapMB: number;
+  readonly baselineHeapMB: number;
+}
+
+function measure(bytes: number, fn: () => unknown, runs = 5): { mbs: number; heapMB: number } {
+  const times: number[] = [];
+  let heapMB = 0;
+  for (let i = 0; i < runs; i++) {
+    gc?.();
+    const before = process.memoryUsage().heapUsed;
+    const start = process.hrtime.bigint();
+    const keep = fn();
+    const ns = Number(process.hrtime.bigint() - start);
+    heapMB = Math.max(heapMB, (process.memoryUsage().heapUsed - before) / 1e6);
+    times.push(ns);
+    if (keep === undefined) throw new Error("unreachable");
+  }
+  times.sort((a, b) => a - b);
+  const median = times[Math.floor(times.length / 2)]!;
+  return { mbs: bytes / 1e6 / (median / 1e9), heapMB };
+}
+
+function chunked(body: Buffer, size: number): Buffer[] {
+  const chunks: Buffer[] = [];
+  for (let i = 0; i < body.length; i += size) chunks.push(body.subarray(i, i + size));
+  return chunks;
+}
+
+const rows: Row[] = [];
+
+const secretList = Buffer.from(JSON.stringify({ apiVersion: "v1", kind: "SecretList", metadata: { resourceVersion: "1" }, items: Array.from({ length: 10_000 }, (_, i) => secretItem(i)) }));
+{
+  const mask = measure(secretList.length, () => {
+    const r = maskResponseBody({ contentType: "application/json", path: "/api/v1/secrets", body: secretList }, defaultMaskConfig);
+    if (!r.ok) throw new Error(r.code);
+    return r.body;
+  });
+  const base = measure(secretList.length, () => Buffer.from(JSON.stringify(JSON.parse(secretList.toString("utf8")))));
+  rows.push({ scenario: "SecretList, 10,000 items", mb: secretList.length / 1e6, maskMBs: mask.mbs, baselineMBs: base.mbs, maskHeapMB: mask.heapMB, baselineHeapMB: base.heapMB });
+}
+
+const watchBody = Buffer.from(Array.from({ length: 10_000 }, (_, i) => `${JSON.stringify({ type: i % 3 === 0 ? "MODIFIED" : "ADDED", object: { kind: "Secret", apiVersion: "v1", ...secretItem(i) } })}\n`).join(""));
+const watchChunks = chunked(watchBody, 16 * 1024);
+let maxHeld = 0;
+{
+  const mask = measure(watchBody.length, () => {
+    const masker = new WatchStreamMasker(defaultMaskConfig, "Secret");
+    let out = 0;
+    for (const chunk of watchChunks) {
+      const r = masker.push(chunk);
+      if (!r.ok) throw new Error(r.code);
+      out += r.out.length;
+      maxHeld = Math.max(maxHeld, masker.heldBytes);
+    }
+    const e = masker.end();
+    if (!e.ok) throw new Error(e.code);
+    return out + e.out.length;
+  });
+  const base = measure(watchBody.length, () => {
+    let out = 0;
+    let tail = "";
+    for (const chunk of watchChunks) {
+      const lines = (tail + chunk.toString("utf8")).split("\n");
+      tail = lines.pop() ?? "";
+      for (const line of lines) out += Buffer.byteLength(`${JSON.stringify(JSON.parse(line))}\n`);
+    }
+    return out;
+  });
+  rows.push({ scenario: "watch, 10,000 Secret events, 16 KiB chunks", mb: watchBody.length / 1e6, maskMBs: mask.mbs, baselineMBs: base.mbs, maskHeapMB: mask.heapMB, baselineHeapMB: base.heapMB });
+}
+
+const deployments = Buffer.from(JSON.stringify({ apiVersion: "apps/v1", kind: "DeploymentList", metadata: {}, items: Array.from({ length: 5_000 }, (_, i) => deploymentItem(i)) }));
+{
+  const mask = measure(deployments.length, () => {
+    const r = maskResponseBody({ contentType: "application/json", path: "/apis/apps/v1/deployments", body: deployments }, defaultMaskConfig);
+    if (!r.ok) throw new Error(r.code);
+    return r.body;
+  });
+  const base = measure(deployments.length, () => Buffer.from(JSON.stringify(JSON.parse(deployments.toString("utf8")))));
+  rows.push({ scenario: "DeploymentList, 5,000 items (env walk)", mb: deployments.length / 1e6, maskMBs: mask.mbs, baselineMBs: base.mbs, maskHeapMB: mask.heapMB, baselineHeapMB: base.heapMB });
+}
+
+const f = (n: number, d = 1): string => n.toFixed(d);
+console.log(`\nMasking throughput (node ${process.version}, median of 5 runs${gc ? ", gc between runs" : ""})\n`);
+console.log("| scenario | body MB | mask MB/s | parse+stringify MB/s | ratio | mask heap Δ MB | parse+stringify heap Δ MB |");
+console.log("|---|---:|---:|---:|---:|---:|---:|");
+for (const r of rows) {
+  console.log(`| ${r.scenario} | ${f(r.mb)} | ${f(r.maskMBs)} | ${f(r.baselineMBs)} | ${f(r.maskMBs / r.baselineMBs, 2)} | ${f(r.maskHeapMB)} | ${f(r.baselineHeapMB)} |`);
+}
+console.log(`\nwatch: largest carried tail ${maxHeld} bytes (cap ${defaultMaskConfig.maxWatchEventBytes}); process peak RSS ${f(process.resourceUsage().maxRSS / 1024)} MB`);
