@@ -35,16 +35,24 @@ async function throughSink(name: string, cfg: AuditConfigInput): Promise<void> {
   // Warm the schema and the connection so the timing is delivery, not DDL.
   sink.recordDecision(decisionEvent({ effect: "Deny" }));
   await sink.flush();
+  // A sustained stream: chunks of 500 requests, yielding to the event loop in between as a server would,
+  // so delivery overlaps with recording. recordMs sums only the time spent inside record*().
+  let recordMs = 0;
   const t0 = performance.now();
-  for (const [d, x] of evs) {
-    sink.recordDecision(d);
-    sink.recordExchange(x);
+  for (let i = 0; i < evs.length; i += 500) {
+    const r0 = performance.now();
+    for (const [d, x] of evs.slice(i, i + 500)) {
+      sink.recordDecision(d);
+      sink.recordExchange(x);
+    }
+    recordMs += performance.now() - r0;
+    await new Promise((r) => setImmediate(r));
   }
-  const t1 = performance.now();
   await sink.flush();
   const t2 = performance.now();
+  const m = sink.metrics();
   await sink.close();
-  results.push({ name, rows: ROWS, recordMs: t1 - t0, totalMs: t2 - t0 });
+  results.push({ name: `${name}${m.insertFailures > 0 ? ` (${m.insertFailures} failed attempts)` : ""}`, rows: ROWS, recordMs, totalMs: t2 - t0 });
 }
 
 /** The same rows as JSONEachRow, inserted in one go with no spool, no chain, no merge. */
@@ -100,7 +108,7 @@ async function main(): Promise<void> {
   }
 
   console.log(`\naudit sink throughput, ${ROWS} rows (decision+exchange merged per row), fsync=${fsync}, node ${process.version}\n`);
-  console.log("| path | rows | record (request path) | end-to-end | rows/s end-to-end |");
+  console.log("| path | rows | time inside record*() | end-to-end | rows/s end-to-end |");
   console.log("|---|---:|---:|---:|---:|");
   for (const r of results) {
     const rate = Math.round(r.rows / (r.totalMs / 1000));

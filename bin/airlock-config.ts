@@ -85,6 +85,10 @@ function applyStateDir(input: Record<string, unknown>): Record<string, unknown> 
   audit.store ??= { kind: "embedded", dataDir: `${stateDir}/audit` };
   const approvals = section("approvals");
   approvals.store ??= { kind: "sqlite", path: `${stateDir}/approvals.db` };
+  // Agents are told where to approve; by default that is this process's own HTTP listener.
+  const server = section("server");
+  const httpAddress = typeof server.httpAddress === "string" ? server.httpAddress : "127.0.0.1:8181";
+  approvals.publicUrl ??= `http://${httpAddress}`;
   return { ...input, audit, approvals };
 }
 

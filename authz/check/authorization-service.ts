@@ -29,7 +29,8 @@ export function httpRequestOf(request: CheckRequest__Output): CheckHttpRequest |
   const http = request.attributes?.request?.http;
   if (!http || http.method === "" || http.path === "") return undefined;
   return {
-    id: http.id,
+    // Envoy's `id` is its internal stream number; x-request-id (which ext_proc also sees) is the join key.
+    id: http.headers["x-request-id"] ?? http.id,
     method: http.method,
     headers: http.headers,
     path: http.path,
@@ -51,25 +52,33 @@ export function createAuthorizationHandlers(engine: CheckEngine, options: Author
     const budgetMs = Number.isFinite(deadlineMs)
       ? Math.max(0, deadlineMs - Date.now() - options.deadlineMarginMs)
       : options.defaultTimeoutMs;
-    const controller = new AbortController();
-    const timer = setTimeout(() => { controller.abort(new Error("check deadline")); }, budgetMs);
-    const onCancel = (): void => { controller.abort(new Error("cancelled by client")); };
-    call.on("cancelled", onCancel);
-
+    // The deadline answer never allows: Envoy turns DEADLINE_EXCEEDED into a denial (failure_mode_allow: false).
     let answered = false;
+    let soft: NodeJS.Timeout | undefined;
+    let hard: NodeJS.Timeout | undefined;
     const answer = (error: ServerErrorResponse | null, response?: CheckResponse): void => {
       if (answered) return;
       answered = true;
-      clearTimeout(timer);
+      clearTimeout(soft);
+      clearTimeout(hard);
       call.off("cancelled", onCancel);
       if (error) callback(error);
       else callback(null, response);
     };
 
-    // The deadline answer never allows: Envoy turns DEADLINE_EXCEEDED into a denial (failure_mode_allow: false).
-    controller.signal.addEventListener("abort", () => {
+    // Two clocks: the engine is asked to wrap up a little early (a held approval then answers "pending" in
+    // time), and a hard timer answers DEADLINE_EXCEEDED if it still has not.
+    const controller = new AbortController();
+    const softMs = Math.max(0, budgetMs - Math.min(100, budgetMs / 4));
+    soft = setTimeout(() => { controller.abort(new Error("check deadline near")); }, softMs);
+    hard = setTimeout(() => {
       answer(grpcError(GrpcStatus.DEADLINE_EXCEEDED, "airlock could not decide before the deadline"));
-    });
+    }, budgetMs);
+    const onCancel = (): void => {
+      controller.abort(new Error("cancelled by client"));
+      answer(grpcError(GrpcStatus.CANCELLED, "cancelled by client"));
+    };
+    call.on("cancelled", onCancel);
 
     engine.check({ http, signal: controller.signal }).then(
       (outcome) => {

@@ -144,17 +144,17 @@ class Sink implements SpoolingAuditSink {
     const from = { segment: this.spool.oldestSegment, offset: 0 };
     const deliverFrom = this.spool.inflight?.from ?? this.spool.cursor;
     const pendingDecisions = new Map<string, DecisionEvent>();
-    let lastRow: string | undefined;
+    let lastRow: (() => string) | undefined;
     let pending = 0;
     this.corrupt += this.spool.scanSync(from, (kind, payload, at) => {
       switch (kind) {
         case "C": {
-          const c = JSON.parse(payload) as { seq: number; hash: string };
+          const c = JSON.parse(payload()) as { seq: number; hash: string };
           if (c.seq >= this.head.seq) this.head = { seq: c.seq, hash: c.hash };
           break;
         }
         case "D": {
-          const d = JSON.parse(payload) as DecisionEvent;
+          const d = JSON.parse(payload()) as DecisionEvent;
           pendingDecisions.set(d.decisionId, d);
           break;
         }
@@ -163,7 +163,7 @@ class Sink implements SpoolingAuditSink {
           lastRow = payload;
           if (comparePositions(at, deliverFrom) >= 0) pending++;
           if (kind === "R" && pendingDecisions.size > 0) {
-            const m = /"decision_id":"((?:[^"\\]|\\.)*)"/.exec(payload);
+            const m = /"decision_id":"((?:[^"\\]|\\.)*)"/.exec(payload());
             if (m?.[1] !== undefined) pendingDecisions.delete(JSON.parse(`"${m[1]}"`) as string);
           }
           break;
@@ -171,7 +171,7 @@ class Sink implements SpoolingAuditSink {
       }
     });
     if (lastRow !== undefined) {
-      const r = JSON.parse(lastRow) as { chain_seq: number; hash: string };
+      const r = JSON.parse(lastRow()) as { chain_seq: number; hash: string };
       if (r.chain_seq >= this.head.seq) this.head = { seq: r.chain_seq, hash: r.hash };
     }
     this.appended = pending;
@@ -325,6 +325,10 @@ class Sink implements SpoolingAuditSink {
 
   // ---- delivery: background, batched, retried ---------------------------------------------------------------
 
+  private isAborted(): boolean {
+    return this.aborted;
+  }
+
   private get pending(): number {
     return this.appended - this.committed;
   }
@@ -347,13 +351,13 @@ class Sink implements SpoolingAuditSink {
   /** Sleep until woken (new work, flush, close) or for ms. */
   private sleep(ms: number | undefined): Promise<void> {
     return new Promise((resolve) => {
-      const timer = ms === undefined ? undefined : setTimeout(done, ms);
-      const self = this;
-      function done(): void {
+      let timer: NodeJS.Timeout | undefined;
+      const done = (): void => {
         if (timer !== undefined) clearTimeout(timer);
-        if (self.wake === done) self.wake = undefined;
+        if (this.wake === done) this.wake = undefined;
         resolve();
-      }
+      };
+      if (ms !== undefined) timer = setTimeout(done, ms);
       this.wake = done;
     });
   }
@@ -367,7 +371,8 @@ class Sink implements SpoolingAuditSink {
         batch = await this.spool.readBatch(inflight.from, inflight.to, Number.MAX_SAFE_INTEGER, Number.MAX_SAFE_INTEGER);
       } else {
         await this.waitForWork();
-        if (this.aborted) break;
+        // close() may have aborted while we waited (the loop condition was checked before).
+        if (this.isAborted()) break;
         this.spool.flushPending();
         if (this.pending === 0 && comparePositions(this.spool.cursor, this.spool.end) >= 0) {
           this.resolveFlushWaiters();
@@ -407,10 +412,10 @@ class Sink implements SpoolingAuditSink {
       try {
         await this.ensureSchema();
         if (batch.requests.length > 0) {
-          await this.store.insertJsonEachRow("requests", Buffer.from(`${batch.requests.join("\n")}\n`, "utf8"), `${token}:requests`);
+          await this.store.insertJsonEachRow("requests", Buffer.concat(batch.requests), `${token}:requests`);
         }
         if (batch.approvals.length > 0) {
-          await this.store.insertJsonEachRow("approvals", Buffer.from(`${batch.approvals.join("\n")}\n`, "utf8"), `${token}:approvals`);
+          await this.store.insertJsonEachRow("approvals", Buffer.concat(batch.approvals), `${token}:approvals`);
         }
         if (this.lastError !== undefined) this.logger.info({ rows: batch.requests.length + batch.approvals.length }, "audit delivery recovered");
         this.lastError = undefined;

@@ -46,9 +46,9 @@ interface CursorFile {
 export interface SpoolBatch {
   readonly from: SpoolPosition;
   readonly to: SpoolPosition;
-  /** Delivered kinds only, payload = the JSONEachRow line without its newline. */
-  readonly requests: string[];
-  readonly approvals: string[];
+  /** Delivered kinds only: each a view of one JSONEachRow line, newline included, never decoded to a string. */
+  readonly requests: Buffer[];
+  readonly approvals: Buffer[];
   readonly corruptRecords: number;
 }
 
@@ -78,7 +78,7 @@ export function encodeRecord(kind: SpoolRecordKind, payload: string): string {
  */
 export function parseRecords(
   buf: Buffer, start: number, end: number,
-  visit: (kind: SpoolRecordKind, payload: string, lineStart: number, lineEnd: number) => boolean,
+  visit: (kind: SpoolRecordKind, buf: Buffer, payloadStart: number, lineEnd: number, lineStart: number) => boolean,
 ): { stoppedAt: number; corrupt: number; halted: boolean } {
   let pos = start;
   let corrupt = 0;
@@ -95,27 +95,28 @@ export function parseRecords(
       continue;
     }
     const kind = String.fromCharCode(buf[pos + 8] ?? 0) as SpoolRecordKind;
-    if (!visit(kind, buf.toString("utf8", pos + HEADER_BYTES, nl), pos, next)) return { stoppedAt: pos, corrupt, halted: true };
+    if (!visit(kind, buf, pos + HEADER_BYTES, next, pos)) return { stoppedAt: pos, corrupt, halted: true };
     pos = next;
   }
   return { stoppedAt: pos, corrupt, halted: false };
 }
 
 /**
- * Length of the valid prefix of a segment: everything up to the first torn or corrupt line. A crash can only
- * tear the tail, so the active segment is cut there at open.
+ * Where the last valid record of a segment ends. A crash can only tear the tail, so everything after that
+ * point is cut at open; a corrupt record in the middle stays and is skipped (and counted) when read.
  */
-function validPrefixLength(buf: Buffer): number {
+function endOfLastValidRecord(buf: Buffer): number {
   let pos = 0;
+  let lastGood = 0;
   while (pos < buf.length) {
     const nl = buf.indexOf(0x0a, pos);
     if (nl === -1) break;
     const ok = nl - pos >= HEADER_BYTES
       && crc32(buf.subarray(pos + 8, nl)).toString(16).padStart(8, "0") === buf.toString("latin1", pos, pos + 8);
-    if (!ok) break;
     pos = nl + 1;
+    if (ok) lastGood = pos;
   }
-  return pos;
+  return lastGood;
 }
 
 export class AuditSpool {
@@ -164,7 +165,7 @@ export class AuditSpool {
       if (last !== undefined) {
         const file = join(opts.dir, segmentName(last));
         const buf = readFileSync(file);
-        const valid = validPrefixLength(buf);
+        const valid = endOfLastValidRecord(buf);
         if (valid < buf.length) {
           const fd = openSync(file, "r+");
           try { ftruncateSync(fd, valid); fsyncSync(fd); } finally { closeSync(fd); }
@@ -317,7 +318,7 @@ export class AuditSpool {
   }
 
   /** Synchronous scan of every record from `from` to the current end (used once, at start). */
-  scanSync(from: SpoolPosition, visit: (kind: SpoolRecordKind, payload: string, at: SpoolPosition) => void): number {
+  scanSync(from: SpoolPosition, visit: (kind: SpoolRecordKind, payload: () => string, at: SpoolPosition) => void): number {
     let corrupt = 0;
     for (const segment of [...this.sizes.keys()].sort((a, b) => a - b)) {
       if (segment < from.segment) continue;
@@ -333,8 +334,9 @@ export class AuditSpool {
           if (n === 0) break;
           got += n;
         }
-        corrupt += parseRecords(buf, 0, got, (kind, payload, lineStart) => {
-          visit(kind, payload, { segment, offset: start + lineStart });
+        corrupt += parseRecords(buf, 0, got, (kind, b, payloadStart, lineEnd, lineStart) => {
+          // Decoded only when the caller asks: recovery needs few of the payloads it walks over.
+          visit(kind, () => b.toString("utf8", payloadStart, lineEnd - 1), { segment, offset: start + lineStart });
           return true;
         }).corrupt;
       } finally {
@@ -349,25 +351,26 @@ export class AuditSpool {
    * `until` (the append end when the read started, or an in-flight batch's end on replay).
    */
   async readBatch(from: SpoolPosition, until: SpoolPosition, maxRows: number, maxBytes: number): Promise<SpoolBatch> {
-    const requests: string[] = [];
-    const approvals: string[] = [];
+    const requests: Buffer[] = [];
+    const approvals: Buffer[] = [];
     let corrupt = 0;
     let bytes = 0;
     let pos: SpoolPosition = from;
-    let full = false;
+    // An object, not a let: the visitor closure sets it and the loops below must see the change.
+    const state = { full: false };
     let chunkSize = READ_CHUNK_BYTES;
-    const visit = (kind: SpoolRecordKind, payload: string): boolean => {
+    const visit = (kind: SpoolRecordKind, buf: Buffer, payloadStart: number, lineEnd: number): boolean => {
       if (kind !== "R" && kind !== "A") return true;
-      const size = payload.length + 1;
+      const size = lineEnd - payloadStart;
       if (requests.length + approvals.length >= maxRows || (bytes + size > maxBytes && bytes > 0)) {
-        full = true;
+        state.full = true;
         return false;
       }
       bytes += size;
-      (kind === "R" ? requests : approvals).push(payload);
+      (kind === "R" ? requests : approvals).push(buf.subarray(payloadStart, lineEnd));
       return true;
     };
-    while (!full && comparePositions(pos, until) < 0) {
+    while (!state.full && comparePositions(pos, until) < 0) {
       const segSize = this.sizes.get(pos.segment);
       if (segSize === undefined) {
         // Segment already deleted (or numbering gap): continue with the next one that exists.

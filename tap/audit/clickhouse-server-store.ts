@@ -13,8 +13,9 @@ function mapError(err: unknown, what: string): AuditError {
   const e = err as { code?: unknown; message?: unknown };
   const code = typeof e.code === "string" ? e.code : "";
   // Connection-level failures (refused, reset, timeout) are transient; anything else is the server's answer.
-  const transient = /^E[A-Z]+$/.test(code) || /socket|timeout|ECONN|hang up/i.test(String(e.message ?? ""));
-  const message = typeof e.message === "string" ? e.message.split("\n")[0]?.slice(0, 400) ?? "" : "unknown error";
+  const text = typeof e.message === "string" ? e.message : "";
+  const transient = /^E[A-Z]+$/.test(code) || /socket|timeout|ECONN|hang up/i.test(text);
+  const message = text === "" ? "unknown error" : text.split("\n")[0]?.slice(0, 400) ?? "";
   return new AuditError(transient ? "store_unavailable" : "store_query", `ClickHouse ${what} failed: ${message}`, { cause: err });
 }
 

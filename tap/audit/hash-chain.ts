@@ -83,16 +83,17 @@ export function verifyChainSegment(
 ): ChainSegmentResult {
   let last = anchor;
   let checked = 0;
+  const str = (v: unknown): string => (typeof v === "string" ? v : "");
   for (const { table, row } of rows) {
     const seq = Number(row["chain_seq"]);
-    const prev = String(row["prev_hash"] ?? "");
-    const hash = String(row["hash"] ?? "");
+    const prev = str(row["prev_hash"]);
+    const hash = str(row["hash"]);
     const at = (kind: ChainBreakKind, detail: string): ChainSegmentResult => ({
       rowsChecked: checked,
       firstBreak: {
         kind, table, detail, chainSeq: seq,
-        gatewayInstance: String(row["gateway_instance"] ?? ""),
-        chainId: String(row["chain_id"] ?? ""),
+        gatewayInstance: str(row["gateway_instance"]),
+        chainId: str(row["chain_id"]),
       },
       last,
     });

@@ -77,7 +77,7 @@ export function kubectlAction(row: Pick<TimelineRow, "verb" | "api_group" | "res
   }
   const ns = row.namespace === "" ? "" : ` -n ${row.namespace}`;
   const target = `${resourceRef(row)}${row.name === "" ? "" : ` ${row.name}`}`;
-  const simple = `${row.name === "" ? resourceRef(row) : `${resourceRef(row)}/${row.name}`}`;
+  const simple = row.name === "" ? resourceRef(row) : `${resourceRef(row)}/${row.name}`;
   switch (row.subresource) {
     case "exec": return `kubectl exec ${row.name}${ns} -- …`;
     case "attach": return `kubectl attach ${row.name}${ns}`;

@@ -34,7 +34,7 @@ export async function runAuditVerifyCommand(
   let sessionId: string | undefined;
   let format: "text" | "json";
   try {
-    const { values, positionals } = parseArgs({
+    const { values } = parseArgs({
       args: [...argv],
       options: {
         since: { type: "string" }, session: { type: "string" },
@@ -46,7 +46,6 @@ export async function runAuditVerifyCommand(
       io.out(VERIFY_USAGE);
       return EXIT_OK;
     }
-    void positionals;
     if (values.since !== undefined) {
       sinceMicros = parseSince(values.since);
       if (sinceMicros === undefined) throw new Error(`--since ${JSON.stringify(values.since)} is not a time`);

@@ -119,7 +119,7 @@ export async function startClickHouseServer(opts: { startTimeoutMs?: number } = 
     const args = binary.endsWith("/clickhouse") ? ["server", `--config-file=${join(dir, "config.xml")}`] : [`--config-file=${join(dir, "config.xml")}`];
     const c = spawn(binary, args, { cwd: dir, stdio: ["ignore", "ignore", "pipe"] });
     let stderr = "";
-    c.stderr?.on("data", (d: Buffer) => { stderr = (stderr + d.toString("utf8")).slice(-4000); });
+    c.stderr.on("data", (d: Buffer) => { stderr = (stderr + d.toString("utf8")).slice(-4000); });
     child = c;
     try {
       await waitForPing(url, c, timeoutMs);

@@ -312,7 +312,12 @@ describe("ext_authz CheckResponse", () => {
   });
 
   it("timeout → the error path (the deadline is the grpc_service timeout)", async () => {
-    authz.handler = () => new Promise((resolve) => setTimeout(() => resolve({ status: { code: 0 } }), 600));
+    authz.handler = () =>
+      new Promise((resolve) => {
+        setTimeout(() => {
+          resolve({ status: { code: 0 } });
+        }, 600);
+      });
     const url = await start(withAuthz({ timeoutMs: 100 }));
     const res = await request(url, { path: "/api/v1/pods" });
     expect(res.status).toBe(403);
@@ -359,7 +364,9 @@ describe("ext_proc", () => {
           call.write(continueReply(req));
         }
       });
-      call.on("end", () => call.end());
+      call.on("end", () => {
+        call.end();
+      });
     };
     const url = await start();
     const chunks: string[] = [];
@@ -389,7 +396,9 @@ describe("ext_proc", () => {
         if (req.request === "response_body") call.write({ response_body: { response: { body_mutation: { body: Buffer.from('{"a":"***masked***"}') } } } });
         else call.write(continueReply(req));
       });
-      call.on("end", () => call.end());
+      call.on("end", () => {
+        call.end();
+      });
     };
     const url = await start();
     const res = await request(url, { path: "/api/v1/namespaces/d/secrets/s" });
@@ -424,7 +433,9 @@ describe("ext_proc", () => {
           });
         } else call.write(continueReply(req));
       });
-      call.on("end", () => call.end());
+      call.on("end", () => {
+        call.end();
+      });
     };
     const url = await start();
     const res = await request(url, { path: "/api/v1/pods" });
@@ -453,7 +464,9 @@ describe("ext_proc", () => {
           });
         }
       });
-      call.on("end", () => call.end());
+      call.on("end", () => {
+        call.end();
+      });
     };
     const url = await start();
     const res = await request(url, { path: "/api/v1/pods" });
@@ -478,7 +491,9 @@ describe("ext_proc", () => {
           else call.write({ immediate_response: { status: { code: "InternalServerError" }, body: Buffer.from("cannot mask") } });
         } else call.write(continueReply(req));
       });
-      call.on("end", () => call.end());
+      call.on("end", () => {
+        call.end();
+      });
     };
     const url = await start();
     const res = await request(url, { path: "/api/v1/pods" });
@@ -496,7 +511,9 @@ describe("ext_proc", () => {
         if (req.request === "request_headers") r.mode_override = { response_body_mode: "STREAMED", response_header_mode: "SEND" };
         call.write(r);
       });
-      call.on("end", () => call.end());
+      call.on("end", () => {
+        call.end();
+      });
     };
     let url = await start(noBodies);
     await request(url, { path: "/api/v1/namespaces/d/secrets" });
@@ -510,12 +527,83 @@ describe("ext_proc", () => {
     expect(kinds(proc.messages)).toEqual(["request_headers", "response_headers"]);
   });
 
+  it("BUFFERED response: one whole-body message; its header mutation applies; a content-length mismatch is a 500", async () => {
+    upstream.handler = (_req, res) => {
+      res.writeHead(200, { "content-type": "application/json", "content-length": "11" });
+      res.write('{"a":');
+      setTimeout(() => res.end('"bcd"}'), 20);
+    };
+    let keepLength = true;
+    proc.handler = (call) => {
+      call.on("data", (req: ProcessingRequest__Output) => {
+        if (req.request !== "response_body") {
+          call.write(continueReply(req));
+          return;
+        }
+        const body = keepLength ? Buffer.from('{"a":"***"}') : Buffer.from('{"a":"*"}');
+        call.write({
+          response_body: {
+            response: {
+              header_mutation: { set_headers: [{ header: { key: "x-masked", raw_value: Buffer.from("1") } }] },
+              body_mutation: { body },
+            },
+          },
+        });
+      });
+      call.on("end", () => {
+        call.end();
+      });
+    };
+    const buffered = withProc({ processingMode: { ...base.extProc!.processingMode, responseBodyMode: "BUFFERED" } });
+    const url = await start(buffered);
+    const res = await request(url, { path: "/api/v1/namespaces/d/secrets/s" });
+    // processing_mode.proto BUFFERED: the whole body in one message; with header mode SEND the content-length
+    // stays and "it is external processor's responsibility to set the content length correctly".
+    const bodies = proc.messages.filter((m) => m.request === "response_body");
+    expect(bodies.map((m) => [m.response_body?.body.toString(), m.response_body?.end_of_stream])).toEqual([['{"a":"bcd"}', true]]);
+    expect(res.status).toBe(200);
+    expect(res.headers["x-masked"]).toBe("1");
+    expect(res.headers["content-length"]).toBe("11");
+    expect(res.body.toString()).toBe('{"a":"***"}');
+    keepLength = false;
+    // processor_state.cc: "mismatch between content length and the length of the mutated body" → 500.
+    expect((await request(url, { path: "/api/v1/namespaces/d/secrets/s" })).status).toBe(500);
+  });
+
+  it("message_timeout while streaming the body: the response already started, so the stream is reset", async () => {
+    upstream.handler = (_req, res) => {
+      res.writeHead(200, { "content-type": "application/json" });
+      res.write("one");
+      setTimeout(() => res.end("two"), 30);
+    };
+    proc.handler = (call) => {
+      let bodies = 0;
+      call.on("data", (req: ProcessingRequest__Output) => {
+        if (req.request === "response_body") {
+          bodies += 1;
+          if (bodies > 1) return;
+        }
+        call.write(continueReply(req));
+      });
+      call.on("end", () => {
+        call.end();
+      });
+    };
+    const url = await start(withProc({ messageTimeoutMs: 150 }));
+    const res = await request(url, { path: "/api/v1/pods" });
+    expect(res.status).toBe(200);
+    expect(res.complete).toBe(false);
+    expect(res.body.toString()).toBe("one");
+  });
+
   it("message_timeout: no reply in time → 504 (ext_proc.cc onMessageTimeout, StatusCode::GatewayTimeout)", async () => {
     proc.handler = (call) => {
       call.on("data", (req: ProcessingRequest__Output) => {
         if (req.request !== "response_headers") call.write(continueReply(req));
       });
-      call.on("end", () => call.end());
+      call.on("end", () => {
+        call.end();
+      });
       call.on("cancelled", () => undefined);
     };
     const url = await start(withProc({ messageTimeoutMs: 150 }));

@@ -118,9 +118,10 @@ export function continueReply(req: ProcessingRequest__Output): ProcessingRespons
       return { request_trailers: {} };
     case "response_trailers":
       return { response_trailers: {} };
-    default:
+    case undefined:
       return {};
   }
+  return {};
 }
 
 export const passThrough: ProcHandler = (call) => {

@@ -1,0 +1,94 @@
+/**
+ * @module test/unit/tap/audit/audit-row.test
+ * Row construction: decision/exchange merge, outcomes, bounds, and the secret backstops.
+ */
+import fc from "fast-check";
+import { describe, expect, it } from "vitest";
+import {
+  APPROVAL_COLUMNS, boundUtf8, buildApprovalRow, buildRequestRow, REDACTED, redactHeaders, REQUEST_COLUMNS, scrubSecrets, wellFormed,
+} from "../../../../tap/audit/audit-row.js";
+import { approvalEvent, decisionEvent, exchangeFor } from "../../../helpers/audit-events.js";
+
+const limits = { requestBodyMaxBytes: 1024, responseBodyMaxBytes: 64 };
+const CHAIN = ["gateway_instance", "chain_id", "chain_seq", "prev_hash"];
+
+describe("buildRequestRow", () => {
+  it("builds keys in column order, so the row serialises as the canonical form", () => {
+    const d = decisionEvent();
+    expect([...Object.keys(buildRequestRow(d, exchangeFor(d), limits, 0)), ...CHAIN]).toEqual([...REQUEST_COLUMNS]);
+    expect([...Object.keys(buildRequestRow(undefined, exchangeFor(d), limits, 0)), ...CHAIN]).toEqual([...REQUEST_COLUMNS]);
+    expect([...Object.keys(buildApprovalRow(approvalEvent())), ...CHAIN]).toEqual([...APPROVAL_COLUMNS]);
+  });
+
+  it("merges an allowed decision with its exchange", () => {
+    const d = decisionEvent({ maskedRequestBody: "decision-copy" });
+    const row = buildRequestRow(d, exchangeFor(d, { maskedRequestBody: '{"spec":{}}', requestBytes: 11, responseStatus: 201 }), limits, 0);
+    expect(row).toMatchObject({
+      effect: "Allow", response_outcome: "complete", response_status: 201, request_body: '{"spec":{}}', request_bytes: 11,
+      session_id: d.sessionId, decision_id: d.decisionId, verb: "list", resource: "pods", namespace: "prod", time_us: d.timeMicros,
+    });
+  });
+
+  it.each([
+    ["Deny", "not_forwarded"], ["RequireApproval", "not_forwarded"], ["Unauthenticated", "not_forwarded"], ["Error", "not_forwarded"], ["Allow", "missing"],
+  ] as const)("a %s decision without exchange is %s", (effect, outcome) => {
+    const row = buildRequestRow(decisionEvent({ effect, maskedRequestBody: "abc" }), undefined, limits, 0);
+    expect(row.response_outcome).toBe(outcome);
+    expect(row.response_status).toBe(0);
+    expect(row.request_body).toBe("abc");
+  });
+
+  it("records an exchange whose decision is unknown here with effect Unknown", () => {
+    const x = exchangeFor(decisionEvent(), { outcome: "blocked", reason: "unparseable body" });
+    const row = buildRequestRow(undefined, x, limits, 42);
+    expect(row).toMatchObject({ effect: "Unknown", time_us: 42, decision_id: x.decisionId, request_id: x.requestId, response_outcome: "blocked", reason: "unparseable body" });
+  });
+
+  it("bounds the response body and sets the truncated flag", () => {
+    const d = decisionEvent();
+    const row = buildRequestRow(d, exchangeFor(d, { maskedResponseBody: "x".repeat(100) }), limits, 0);
+    expect(row.response_body).toHaveLength(64);
+    expect(row.response_truncated).toBe(1);
+    const upstreamTruncated = buildRequestRow(d, exchangeFor(d, { responseTruncated: true }), limits, 0);
+    expect(upstreamTruncated.response_truncated).toBe(1);
+  });
+
+  it("never stores credentials: secret headers, bearer tokens, PEM blocks", () => {
+    const jwt = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhZ2VudCJ9.c2lnbmF0dXJl";
+    const pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----";
+    const d = decisionEvent({
+      maskedRequestHeaders: { Authorization: `Bearer ${jwt}`, Cookie: "a=b", "X-Trace": `t ${jwt}`, Accept: "application/json" },
+      maskedRequestBody: `{"token":"${jwt}"}`,
+    });
+    const row = buildRequestRow(d, exchangeFor(d, { maskedRequestBody: "", maskedResponseBody: `{"ca":"${pem}"}` }), { requestBodyMaxBytes: 4096, responseBodyMaxBytes: 4096 }, 0);
+    const serialised = JSON.stringify(row);
+    expect(serialised).not.toContain(jwt);
+    expect(serialised).not.toContain("MIIB");
+    expect(JSON.parse(row.request_headers)).toEqual({ accept: "application/json", authorization: REDACTED, cookie: REDACTED, "x-trace": `t ${REDACTED}` });
+  });
+});
+
+describe("string helpers", () => {
+  it("scrubSecrets leaves ordinary text alone", () => {
+    expect(scrubSecrets('{"kind":"Pod","metadata":{"name":"eyJ"}}')).toBe('{"kind":"Pod","metadata":{"name":"eyJ"}}');
+  });
+
+  it("redactHeaders sorts names and lower-cases them", () => {
+    expect(redactHeaders({ B: "2", a: "1" })).toBe('{"a":"1","b":"2"}');
+  });
+
+  it("wellFormed replaces lone surrogates only", () => {
+    expect(wellFormed("a\uD800b")).toBe("a\uFFFDb");
+    expect(wellFormed("😀")).toBe("😀");
+  });
+
+  it("boundUtf8 never exceeds the limit nor splits a character", () => {
+    fc.assert(fc.property(fc.string({ unit: "grapheme", maxLength: 200 }), fc.nat(400), (text, max) => {
+      const { text: out, truncated } = boundUtf8(text, max);
+      expect(Buffer.byteLength(out, "utf8")).toBeLessThanOrEqual(Math.max(max, truncated ? 0 : Buffer.byteLength(text)));
+      expect(text.startsWith(out)).toBe(true);
+      expect(out.includes("\uFFFD")).toBe(text.includes("\uFFFD"));
+      expect(truncated).toBe(Buffer.byteLength(text, "utf8") > max);
+    }));
+  });
+});
