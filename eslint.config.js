@@ -4,7 +4,7 @@ import js from "@eslint/js";
 import tseslint from "typescript-eslint";
 
 export default tseslint.config(
-  { ignores: ["dist/**", "node_modules/**", "protos/generated/**", "coverage/**", ".airlock/**", ".testbed/**", "**/*.js", "**/*.mjs"] },
+  { ignores: ["dist/**", "node_modules/**", "protos/generated/**", "coverage/**", ".airlock/**", ".testbed/**", "**/*.js", "**/*.mjs", ".*.ts"] },
   js.configs.recommended,
   ...tseslint.configs.strictTypeChecked,
   {

@@ -40,6 +40,7 @@ async function main(argv: readonly string[], io: CliIo): Promise<number> {
     case "-h":
       writeLine(io.stdout, USAGE);
       return 0;
+    case undefined:
     default:
       writeLine(io.stderr, USAGE);
       return 2;

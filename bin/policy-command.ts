@@ -124,6 +124,7 @@ export async function runPolicyCommand(args: readonly string[], io: CliIo): Prom
       return explain(io, rest);
     case "test":
       return test(io, rest);
+    case undefined:
     default:
       writeLine(io.stderr, USAGE);
       return 2;

@@ -175,7 +175,7 @@ export async function startAirlock(config: AirlockConfig, options: StartOptions 
           onFailure: (info) => { logger.warn(info, "approval webhook delivery given up"); },
         })
       : undefined;
-    if (notifier) closers.push(() => notifier.close());
+    if (notifier) closers.push(() => { notifier.close(); });
     const approvals = createApprovalService({
       store: approvalStore,
       config: config.approvals,

@@ -54,13 +54,12 @@ export function createAuthorizationHandlers(engine: CheckEngine, options: Author
       : options.defaultTimeoutMs;
     // The deadline answer never allows: Envoy turns DEADLINE_EXCEEDED into a denial (failure_mode_allow: false).
     let answered = false;
-    let soft: NodeJS.Timeout | undefined;
-    let hard: NodeJS.Timeout | undefined;
+    const timers: { soft?: NodeJS.Timeout; hard?: NodeJS.Timeout } = {};
     const answer = (error: ServerErrorResponse | null, response?: CheckResponse): void => {
       if (answered) return;
       answered = true;
-      clearTimeout(soft);
-      clearTimeout(hard);
+      clearTimeout(timers.soft);
+      clearTimeout(timers.hard);
       call.off("cancelled", onCancel);
       if (error) callback(error);
       else callback(null, response);
@@ -70,8 +69,8 @@ export function createAuthorizationHandlers(engine: CheckEngine, options: Author
     // time), and a hard timer answers DEADLINE_EXCEEDED if it still has not.
     const controller = new AbortController();
     const softMs = Math.max(0, budgetMs - Math.min(100, budgetMs / 4));
-    soft = setTimeout(() => { controller.abort(new Error("check deadline near")); }, softMs);
-    hard = setTimeout(() => {
+    timers.soft = setTimeout(() => { controller.abort(new Error("check deadline near")); }, softMs);
+    timers.hard = setTimeout(() => {
       answer(grpcError(GrpcStatus.DEADLINE_EXCEEDED, "airlock could not decide before the deadline"));
     }, budgetMs);
     const onCancel = (): void => {

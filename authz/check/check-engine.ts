@@ -11,6 +11,8 @@ import { parseKubeRequest, type KubeRequestAttributes } from "../kube/request-at
 import { requestFingerprint } from "../kube/request-fingerprint.js";
 import type { CompiledPolicy } from "../policy/compile-policy.js";
 import { evaluatePolicy, type ApprovalSettings, type PolicyDecision } from "../policy/evaluate-policy.js";
+import type { ApprovalOutcome } from "../approvals/approval-outcome.js";
+import { buildApprovalStatusResponse } from "../approvals/approval-status.js";
 import type { UpstreamCredentials } from "../credentials/upstream-credentials.js";
 import type { AllowOutcome, CheckDecisionRecord, CheckOutcome, CheckOutcomeCode, DenyOutcome } from "./check-outcome.js";
 import { kubeStatus, type KubeStatusReason } from "./kube-status.js";
@@ -49,16 +51,8 @@ export interface ApprovalGateInput {
   readonly signal: AbortSignal;
 }
 
-export type ApprovalGateOutcome =
-  | { readonly kind: "granted"; readonly approvalId: string; readonly grant: "once" | "window" }
-  | {
-      readonly kind: "pending";
-      readonly approvalId: string;
-      readonly expiresAt: string;
-      readonly retryAfterSeconds: number;
-      readonly approveUrl: string;
-    }
-  | { readonly kind: "rejected"; readonly approvalId: string; readonly reason: string; readonly approver: string };
+/** The approval service's answer; granted allows, pending and rejected carry their own Status. */
+export type ApprovalGateOutcome = ApprovalOutcome;
 
 export interface ApprovalGate {
   resolve(input: ApprovalGateInput): Promise<ApprovalGateOutcome>;
@@ -233,27 +227,17 @@ export class CheckEngine {
       signal,
     });
     ctx.approvalId = outcome.approvalId;
-    switch (outcome.kind) {
-      case "granted":
-        return this.#allow(ctx, identity, attributes, decision);
-      case "rejected":
-        return this.#deny(ctx, "APPROVAL_REJECTED", 403, "Forbidden",
-          `airlock: approval ${outcome.approvalId} for ${action} was rejected by ${outcome.approver}: ${outcome.reason} (decision ${ctx.decisionId})`);
-      case "pending": {
-        const message =
-          `airlock: ${action} is waiting for human approval ${outcome.approvalId} (rule ${rule.id}); ` +
-          `approve at ${outcome.approveUrl} before ${outcome.expiresAt}; retrying in ${outcome.retryAfterSeconds}s (decision ${ctx.decisionId})`;
-        return this.#deny(ctx, "PENDING_APPROVAL", 429, "PendingApproval", message, {
-          retryAfterSeconds: outcome.retryAfterSeconds,
-          name: outcome.approvalId,
-          causes: [
-            { reason: "ApprovalURL", message: outcome.approveUrl },
-            { reason: "ExpiresAt", message: outcome.expiresAt },
-            { reason: "RequestFingerprint", message: fingerprint },
-          ],
-        }, [["retry-after", String(outcome.retryAfterSeconds)]]);
-      }
-    }
+    const answer = buildApprovalStatusResponse(outcome);
+    if (answer === null) return this.#allow(ctx, identity, attributes, decision);
+    const status = { ...answer.body, message: `airlock: ${answer.body.message} (decision ${ctx.decisionId})` };
+    return {
+      code: outcome.kind === "pending" ? "PENDING_APPROVAL" : "APPROVAL_REJECTED",
+      decisionId: ctx.decisionId,
+      httpStatus: answer.httpStatus,
+      status,
+      responseHeaders: Object.entries(answer.headers).filter(([name]) => name !== "content-type"),
+      metadata: this.#metadata(ctx, outcome.kind === "pending" ? "RequireApproval" : "Deny"),
+    };
   }
 
   async #allow(

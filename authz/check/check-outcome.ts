@@ -4,6 +4,7 @@
  * check-response translates to Envoy's CheckResponse.
  */
 import type { StructJson } from "../../protos/struct-value.js";
+import type { KubernetesStatus } from "../approvals/approval-status.js";
 import type { KubeStatus } from "./kube-status.js";
 
 /** Every Check ends in exactly one of these; the gRPC status code sent to Envoy follows from it. */
@@ -29,7 +30,8 @@ export interface DenyOutcome {
   readonly code: Exclude<CheckOutcomeCode, "ALLOWED">;
   readonly decisionId: string;
   readonly httpStatus: number;
-  readonly status: KubeStatus;
+  /** The metav1.Status JSON body the agent receives; its `code` equals httpStatus. */
+  readonly status: KubeStatus | KubernetesStatus;
   readonly responseHeaders: readonly (readonly [name: string, value: string])[];
   readonly metadata: { readonly [key: string]: StructJson };
 }

@@ -95,7 +95,7 @@ class Sink implements SpoolingAuditSink {
   private corrupt = 0;
   private lastError: string | undefined;
   private readonly lagMarks: { count: number; atMs: number }[] = [];
-  private schemaReady = false;
+  private schema: Promise<void> | undefined;
   private stopping = false;
   private aborted = false;
   private loop: Promise<void> | undefined;
@@ -188,6 +188,9 @@ class Sink implements SpoolingAuditSink {
   }
 
   start(): void {
+    this.ensureSchema().catch((err: unknown) => {
+      this.logger.warn({ err: describeError(err) }, "audit schema migration failed; retrying with the first batch");
+    });
     this.loop = this.deliveryLoop();
     const sweepMs = Math.max(10, Math.min(1000, Math.floor(this.cfg.exchangeTimeoutMs / 2)));
     this.sweepTimer = setInterval(() => { this.sweep(); }, sweepMs);
@@ -434,15 +437,20 @@ class Sink implements SpoolingAuditSink {
     return false;
   }
 
-  private async ensureSchema(): Promise<void> {
-    if (this.schemaReady) return;
-    if (this.migrate) {
-      await applyMigrations(this.store, {
-        dir: join(findSchemaDir(this.cfg.schemaDir), "migrations"),
-        retentionDays: this.cfg.retentionDays,
-      });
-    }
-    this.schemaReady = true;
+  /**
+   * Migrations run once per sink: started at open so the tables exist before anyone replays, and awaited
+   * again before every insert until they succeed (a store that is down at start is retried with the rows).
+   */
+  private ensureSchema(): Promise<void> {
+    if (!this.migrate) return Promise.resolve();
+    this.schema ??= applyMigrations(this.store, {
+      dir: join(findSchemaDir(this.cfg.schemaDir), "migrations"),
+      retentionDays: this.cfg.retentionDays,
+    }).then(() => undefined, (err: unknown) => {
+      this.schema = undefined;
+      throw err;
+    });
+    return this.schema;
   }
 
   private oldestPendingAtMs(): number | undefined {
@@ -490,6 +498,13 @@ class Sink implements SpoolingAuditSink {
     this.loop = undefined;
     await loop;
     for (const w of this.flushWaiters.splice(0)) w.resolve();
+    // Let a migration still running from start finish before its connection goes away (bounded).
+    let schemaTimer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      this.schema?.catch(() => undefined),
+      new Promise<void>((resolve) => { schemaTimer = setTimeout(resolve, 2_000); }),
+    ]);
+    if (schemaTimer !== undefined) clearTimeout(schemaTimer);
     this.spool.close();
     await this.store.close();
   }

@@ -5,6 +5,7 @@
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { Registry } from "prom-client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { AuditConfigInput } from "../../../../tap/audit/audit-config.js";
 import { openAuditSink } from "../../../../tap/audit/audit-sink.js";
@@ -81,6 +82,23 @@ describe("audit sink on embedded chDB", () => {
     const verify = collect();
     expect(await runAuditVerifyCommand([], verify.io, cfg)).toBe(0);
     expect(verify.out()).toContain("OK: 100000 rows");
+  });
+
+  it("exports queue depth, spool bytes, lag and failures to a prom-client registry", async () => {
+    const registry = new Registry();
+    const logged: string[] = [];
+    const logger = { info: (_o: object, m?: string) => { logged.push(`info ${m ?? ""}`); }, warn: (_o: object, m?: string) => { logged.push(`warn ${m ?? ""}`); }, error: (_o: object, m?: string) => { logged.push(`error ${m ?? ""}`); } };
+    const sink = await openAuditSink(config({ fsync: "always" }), { metricsRegistry: registry, logger });
+    for (let i = 0; i < 3; i++) sink.recordDecision(decisionEvent({ effect: "Deny" }));
+    await sink.flush();
+    const text = await registry.metrics();
+    expect(text).toContain("airlock_audit_rows_delivered_total 3");
+    expect(text).toContain("airlock_audit_queue_depth 0");
+    expect(text).toContain("airlock_audit_insert_failures_total 0");
+    expect(text).toMatch(/airlock_audit_spool_bytes \d+/);
+    expect(text).toContain("airlock_audit_insert_lag_seconds 0");
+    await sink.close();
+    expect(logged.filter((l) => l.startsWith("error"))).toEqual([]);
   });
 
   it("replays a non-empty spool at start (store unreachable first, then the embedded store)", async () => {

@@ -196,13 +196,14 @@ describe("require approval", () => {
 
   it("answers 429 + Retry-After with a PendingApproval Status carrying the approval id", async () => {
     const h = harness({
-      approvals: () => ({ kind: "pending", approvalId: "ap-1", expiresAt: "2026-11-30T03:00:00Z", retryAfterSeconds: 5, approveUrl: "http://127.0.0.1:8181/v1/approvals/ap-1" }),
+      approvals: () => ({ kind: "pending", approvalId: "ap-1", expiresAt: "2026-11-30T03:00:00Z", retryAfterSeconds: 5, approveUrl: "http://127.0.0.1:8181/v1/approvals/ap-1", ruleId: "prod-deletes-need-a-human", approvalsReceived: 0, approvalsRequired: 1 }),
     });
     const outcome = asDeny(await run(h, deleteProd()));
     expect(outcome.code).toBe("PENDING_APPROVAL");
     expect(outcome.httpStatus).toBe(429);
     expect(outcome.responseHeaders).toContainEqual(["retry-after", "5"]);
-    expect(outcome.status).toMatchObject({ reason: "PendingApproval", code: 429, details: { name: "ap-1", retryAfterSeconds: 5 } });
+    expect(outcome.status).toMatchObject({ kind: "Status", reason: "PendingApproval", code: 429, details: { name: "ap-1", retryAfterSeconds: 5 } });
+    expect(outcome.status.message).toContain("decision-1");
     expect(outcome.status.message).toContain("http://127.0.0.1:8181/v1/approvals/ap-1");
     expect(h.approvalCalls[0]).toMatchObject({ ruleId: "prod-deletes-need-a-human", requester: { subject: "ci-bot", sessionId: "session-1" } });
     expect(h.approvalCalls[0]?.settings.approverGroups).toEqual(["sre"]);
@@ -210,7 +211,7 @@ describe("require approval", () => {
   });
 
   it("gives the same fingerprint to the same request and a different one to another", async () => {
-    const h = harness({ approvals: () => ({ kind: "pending", approvalId: "ap", expiresAt: "x", retryAfterSeconds: 1, approveUrl: "u" }) });
+    const h = harness({ approvals: () => ({ kind: "pending", approvalId: "ap", expiresAt: "x", retryAfterSeconds: 1, approveUrl: "u", ruleId: "r", approvalsReceived: 0, approvalsRequired: 1 }) });
     await run(h, deleteProd());
     await run(h, deleteProd());
     await run(h, request("DELETE", "/apis/apps/v1/namespaces/prod-a/deployments/other"));
@@ -220,15 +221,16 @@ describe("require approval", () => {
   });
 
   it("allows once granted, with the approval id in the metadata", async () => {
-    const outcome = await run(harness({ approvals: () => ({ kind: "granted", approvalId: "ap-2", grant: "once" }) }), deleteProd());
+    const outcome = await run(harness({ approvals: () => ({ kind: "granted", approvalId: "ap-2", grant: "once", ruleId: "r" }) }), deleteProd());
     expect(outcome.code).toBe("ALLOWED");
     expect(outcome.metadata.approval_id).toBe("ap-2");
   });
 
   it("passes the approver's reason to the agent on rejection", async () => {
-    const outcome = asDeny(await run(harness({ approvals: () => ({ kind: "rejected", approvalId: "ap-3", reason: "not during the freeze", approver: "alice" }) }), deleteProd()));
+    const outcome = asDeny(await run(harness({ approvals: () => ({ kind: "rejected", approvalId: "ap-3", reason: "not during the freeze", approver: "alice", ruleId: "r" }) }), deleteProd()));
     expect(outcome.httpStatus).toBe(403);
     expect(outcome.status.message).toContain("not during the freeze");
+    expect(outcome.status.message).toContain("alice");
   });
 
   it("never allows when no approval store is configured", async () => {
