@@ -16,7 +16,7 @@ const hostPort = z.string().regex(/^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):\d{1,5}$/
 
 export const serverConfigSchema = z.strictObject({
   /** ext_authz, ext_proc and grpc.health.v1 share this listener (Envoy's `airlock` cluster). */
-  grpcAddress: hostPort.default("127.0.0.1:9191"),
+  grpcAddress: hostPort.default("127.0.0.1:16445"),
   /** Approval API, JWKS of the development issuer, /metrics, /healthz. */
   httpAddress: hostPort.default("127.0.0.1:8181"),
   /** Request bodies up to kube-apiserver's 3 MiB limit plus framing must fit (grpc-js defaults to 4 MiB). */
