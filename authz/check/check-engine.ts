@@ -258,7 +258,9 @@ export class CheckEngine {
       code: "ALLOWED",
       decisionId: ctx.decisionId,
       setHeaders,
-      removeHeaders: headersToRemove(ctx.http.headers),
+      // Envoy applies headers_to_remove after the set mutations: a name Airlock sets must not also be removed, or
+      // its own credential (or Impersonate-User) would vanish. Overwriting already replaces the client's value.
+      removeHeaders: headersToRemove(ctx.http.headers).filter((name) => !setHeaders.some(([setName]) => setName === name)),
       metadata: this.#metadata(ctx, "Allow"),
     };
   }

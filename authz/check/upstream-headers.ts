@@ -17,9 +17,9 @@ export function isForbiddenClientHeader(name: string): boolean {
 }
 
 /**
- * The names to put in `headers_to_remove`: every forbidden header present in the request. Pseudo-headers are
- * skipped (Envoy ignores their removal anyway). `authorization` is always listed, even when absent, because the
- * credential Airlock sets replaces it and an explicit removal keeps the intent obvious in the response.
+ * Every forbidden header present in the request, plus `authorization` and `accept-encoding` even when absent.
+ * Pseudo-headers are skipped (Envoy ignores their removal anyway). Envoy applies `headers_to_remove` after the
+ * header mutations, so the caller must drop from this list every name it sets (its own credential).
  */
 export function headersToRemove(requestHeaders: Readonly<Record<string, string>>): string[] {
   const names = new Set<string>(["authorization", "accept-encoding"]);

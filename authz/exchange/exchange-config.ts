@@ -52,7 +52,7 @@ const trustRuleSchema = z.strictObject({
 const clientSchema = z.strictObject({
   clientId: identifier,
   secretHash: z.string().refine((text) => parseSecretHash(text) !== undefined, {
-    message: "must be a hash printed by `airlock exchange hash-secret` (scrypt$N=…,r=…,p=…$salt$hash)",
+    error: "must be a hash printed by `airlock exchange hash-secret` (scrypt$N=…,r=…,p=…$salt$hash)",
   }),
   /** Subject of the exchanged token; the client id when unset. */
   subject: z.string().min(1).max(256).optional(),

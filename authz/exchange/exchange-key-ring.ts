@@ -75,11 +75,18 @@ interface LoadedKey {
   readonly privateKey: CryptoKey;
 }
 
+async function importEcKey(jwk: JWK): Promise<CryptoKey> {
+  const key = await importJWK(jwk, "ES256");
+  // Only "oct" JWKs import as raw bytes; ours are EC, so this is a corrupted key file.
+  if (key instanceof Uint8Array) throw new Error("exchange keys must be EC keys");
+  return key;
+}
+
 async function loadPrivateJwk(jwk: PrivateP256Jwk): Promise<LoadedKey> {
   const bare: JWK = { kty: "EC", crv: "P-256", x: jwk.x, y: jwk.y };
   const kid = await calculateJwkThumbprint(bare, "sha256");
-  const privateKey = (await importJWK({ kty: "EC", crv: "P-256", x: jwk.x, y: jwk.y, d: jwk.d }, "ES256")) as CryptoKey;
-  const publicKey = (await importJWK(bare, "ES256")) as CryptoKey;
+  const privateKey = await importEcKey({ kty: "EC", crv: "P-256", x: jwk.x, y: jwk.y, d: jwk.d });
+  const publicKey = await importEcKey(bare);
   return { kid, publicJwk: { ...bare, kid, alg: "ES256", use: "sig" }, publicKey, privateKey };
 }
 
@@ -92,7 +99,7 @@ async function parseKeyFile(path: string, text: string): Promise<LoadedKey> {
     } catch {
       throw new Error(`${path} is not valid JSON`);
     }
-    const jwk = typeof parsed === "object" && parsed !== null && "privateJwk" in parsed ? (parsed as { privateJwk: unknown }).privateJwk : parsed;
+    const jwk = typeof parsed === "object" && parsed !== null && "privateJwk" in parsed ? parsed.privateJwk : parsed;
     if (!isPrivateP256Jwk(jwk)) throw new Error(`${path} does not hold an ES256 (P-256) private JWK`);
     return loadPrivateJwk(jwk);
   }

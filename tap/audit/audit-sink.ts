@@ -312,9 +312,10 @@ class Sink implements SpoolingAuditSink {
     this.spool.append(table === "requests" ? "R" : "A", rowLine(canonical, hash));
     this.head = { seq, hash };
     this.appended++;
+    // One mark per second of appends: the lag metric needs no finer grain, and a long outage stays small.
     const now = Date.now();
     const lastMark = this.lagMarks.at(-1);
-    if (lastMark?.atMs === now) lastMark.count = this.appended;
+    if (lastMark !== undefined && now - lastMark.atMs < 1_000) lastMark.count = this.appended;
     else this.lagMarks.push({ count: this.appended, atMs: now });
     const pending = this.appended - this.committed;
     if (this.wake !== undefined && (pending === 1 || pending >= this.cfg.batchMaxRows)) this.wake();
@@ -399,7 +400,9 @@ class Sink implements SpoolingAuditSink {
       this.committed += rows;
       this.delivered += rows;
       this.deliveredCounter?.inc(rows);
-      while (this.lagMarks.length > 0 && (this.lagMarks[0]?.count ?? 0) <= this.committed) this.lagMarks.shift();
+      let drop = 0;
+      while (drop < this.lagMarks.length && (this.lagMarks[drop]?.count ?? 0) <= this.committed) drop++;
+      if (drop > 0) this.lagMarks.splice(0, drop);
       const firstHeld = this.held.values().next().value;
       this.spool.deleteSegmentsBelow(Math.min(batch.to.segment, firstHeld?.segment ?? Number.MAX_SAFE_INTEGER));
       this.resolveFlushWaiters();
@@ -496,7 +499,11 @@ class Sink implements SpoolingAuditSink {
     this.wake?.();
     const loop = this.loop;
     this.loop = undefined;
-    await loop;
+    // An insert already on the wire may take up to the request timeout; closing the store below cuts it
+    // (the batch stays in flight in the spool and is re-sent with the same token at the next start).
+    let loopTimer: NodeJS.Timeout | undefined;
+    await Promise.race([loop, new Promise<void>((resolve) => { loopTimer = setTimeout(resolve, 2_000); })]);
+    if (loopTimer !== undefined) clearTimeout(loopTimer);
     for (const w of this.flushWaiters.splice(0)) w.resolve();
     // Let a migration still running from start finish before its connection goes away (bounded).
     let schemaTimer: NodeJS.Timeout | undefined;

@@ -56,7 +56,7 @@ const SEGMENT_RE = /^seg-(\d{12})\.log$/;
 const HEADER_BYTES = 9; // 8 hex digits of CRC-32 + 1 kind character
 const READ_CHUNK_BYTES = 4 * 1024 * 1024;
 /** Records kept in memory while the disk refuses writes, before append() itself fails. */
-const MAX_PENDING_BYTES = 256 * 1024 * 1024;
+const MAX_PENDING_CHARS = 128 * 1024 * 1024;
 
 function segmentName(n: number): string {
   return `seg-${String(n).padStart(12, "0")}.log`;
@@ -129,7 +129,7 @@ export class AuditSpool {
   private cursorState: CursorFile;
   private closed = false;
   private pending: string[] = [];
-  private pendingBytes = 0;
+  private pendingChars = 0;
   private flushScheduled = false;
   private writeError: string | undefined;
 
@@ -210,7 +210,7 @@ export class AuditSpool {
   }
 
   get bytes(): number {
-    let total = this.pendingBytes;
+    let total = this.pendingChars;
     for (const size of this.sizes.values()) total += size;
     return total;
   }
@@ -230,14 +230,15 @@ export class AuditSpool {
   append(kind: SpoolRecordKind, payload: string): number {
     if (this.closed) throw new AuditError("sink_closed", "audit spool is closed");
     const line = encodeRecord(kind, payload);
-    const bytes = Buffer.byteLength(line, "utf8");
-    if (this.pendingBytes + bytes > MAX_PENDING_BYTES) {
-      throw new AuditError("spool_io", `audit spool cannot be written and ${this.pendingBytes} bytes are waiting in memory`);
+    // UTF-16 length stands in for the byte count until the group is encoded (exact sizes come from the write);
+    // it only decides when to roll a segment and what the budget sees in the meantime.
+    if (this.pendingChars + line.length > MAX_PENDING_CHARS) {
+      throw new AuditError("spool_io", `audit spool cannot be written and ${this.pendingChars} characters are waiting in memory`);
     }
-    const size = (this.sizes.get(this.activeSegment) ?? 0) + this.pendingBytes;
-    if (size + bytes > this.opts.segmentMaxBytes && size > 0 && this.flushPending()) this.roll();
+    const size = (this.sizes.get(this.activeSegment) ?? 0) + this.pendingChars;
+    if (size + line.length > this.opts.segmentMaxBytes && size > 0 && this.flushPending()) this.roll();
     this.pending.push(line);
-    this.pendingBytes += bytes;
+    this.pendingChars += line.length;
     if (!this.flushScheduled) {
       this.flushScheduled = true;
       queueMicrotask(() => {
@@ -259,26 +260,22 @@ export class AuditSpool {
     if (this.closed) return false;
     const text = this.pending.length === 1 ? this.pending[0] ?? "" : this.pending.join("");
     try {
-      this.writeLine(text, this.pendingBytes);
+      this.writeBytes(Buffer.from(text, "utf8"));
     } catch (err) {
       this.writeError = err instanceof AuditError ? err.message : String(err);
       return false;
     }
     this.pending = [];
-    this.pendingBytes = 0;
+    this.pendingChars = 0;
     this.writeError = undefined;
     return true;
   }
 
-  private writeLine(text: string, byteLength: number): void {
+  private writeBytes(bytes: Buffer): void {
     const before = this.sizes.get(this.activeSegment) ?? 0;
     try {
-      // writeSync of a string may be short only on exotic file systems; fall back to a Buffer loop then.
-      let written = writeSync(this.activeFd, text);
-      if (written < byteLength) {
-        const line = Buffer.from(text, "utf8");
-        while (written < line.length) written += writeSync(this.activeFd, line, written, line.length - written);
-      }
+      let written = 0;
+      while (written < bytes.length) written += writeSync(this.activeFd, bytes, written, bytes.length - written);
       if (this.opts.fsync === "always") fdatasyncSync(this.activeFd);
       else this.dirty = true;
     } catch (err) {
@@ -286,7 +283,7 @@ export class AuditSpool {
       try { ftruncateSync(this.activeFd, before); } catch { /* the next open repairs the tail */ }
       throw new AuditError("spool_io", `audit spool write failed: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { cause: err });
     }
-    this.sizes.set(this.activeSegment, before + byteLength);
+    this.sizes.set(this.activeSegment, before + bytes.length);
   }
 
   private roll(): void {
@@ -305,10 +302,7 @@ export class AuditSpool {
       throw new AuditError("spool_io", `audit spool segment roll failed: ${(err as Error).message}`, { cause: err });
     }
     const header = this.opts.segmentHeader?.();
-    if (header !== undefined) {
-      const line = encodeRecord("C", header);
-      this.writeLine(line, Buffer.byteLength(line, "utf8"));
-    }
+    if (header !== undefined) this.writeBytes(Buffer.from(encodeRecord("C", header), "utf8"));
   }
 
   private syncSoon(): void {

@@ -2,7 +2,7 @@
  * @module tap/audit/hash-chain
  * Tamper evidence: canonical row form, the per-instance hash chain, and the pure verifier of a chain segment.
  */
-import { createHash } from "node:crypto";
+import { hash as digestOnce } from "node:crypto";
 import { APPROVAL_COLUMNS, NUMERIC_COLUMNS, REQUEST_COLUMNS, type AuditTable } from "./audit-row.js";
 
 /** prev_hash of the first row of every chain. */
@@ -28,7 +28,8 @@ export function canonicalRow(table: AuditTable, row: Readonly<Record<string, unk
 
 /** hash = sha256(prev_hash + "\n" + table + "\n" + canonical row), lower-case hex. */
 export function chainHash(prevHash: string, table: AuditTable, canonical: string): string {
-  return createHash("sha256").update(`${prevHash}\n${table}\n`).update(canonical).digest("hex");
+  // One-shot hash(): measurably cheaper per row than createHash().update().digest() on the request path.
+  return digestOnce("sha256", `${prevHash}\n${table}\n${canonical}`, "hex");
 }
 
 /** The JSONEachRow line for a canonical row: the same text with `hash` appended as the last key. */

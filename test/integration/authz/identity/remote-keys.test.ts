@@ -160,14 +160,14 @@ describe("remote issuer keys", () => {
     expect(outcome(await verifier.verify(token))).toBe("ok");
     await vi.waitFor(() => {
       expect(server.requestCount("/jwks")).toBe(2);
-    });
+    }, { timeout: 10_000 });
     // A failed background refresh leaves the (still valid) cached keys in use.
     server.jwksMode = "error-503";
     clockMs += CACHE_MAX_AGE_MS * 0.6;
     expect(outcome(await verifier.verify(token))).toBe("ok");
     await vi.waitFor(() => {
       expect(server.requestCount("/jwks")).toBe(3);
-    });
+    }, { timeout: 10_000 });
     expect(outcome(await verifier.verify(token))).toBe("ok");
   });
 

@@ -78,11 +78,14 @@ describe("audit sink against a real ClickHouse server", () => {
     let killedAt = -1;
     await produce(first, 6_000, async (i) => {
       if (killedAt === -1 && i >= 2_000) {
+        // Kill while batches are streaming: wait until delivery is well under way, then SIGKILL at once.
+        for (let t = 0; t < 200 && first.metrics().rowsDelivered < 1_500; t++) await new Promise((r) => setTimeout(r, 25));
         killedAt = i;
         await server.kill9();
       }
     });
     const before = first.metrics();
+    expect(before.rowsDelivered).toBeGreaterThanOrEqual(1_500);
     expect(before.insertFailures).toBeGreaterThan(0);
     expect(before.queueDepth).toBeGreaterThan(0);
     // Airlock stops while ClickHouse is down: whatever is undelivered stays in the spool.

@@ -3,6 +3,9 @@
  * The decision path end to end without transport: the shipped baseline policy, real parser and evaluator, and
  * recording doubles of Airlock's own approval and audit interfaces.
  */
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import type { CheckDecisionRecord, CheckOutcome, DenyOutcome } from "../../../../authz/check/check-outcome.js";
 import { CheckEngine, type ApprovalGateInput, type ApprovalGateOutcome, type CheckHttpRequest } from "../../../../authz/check/check-engine.js";
@@ -150,6 +153,23 @@ describe("policy effects", () => {
     });
     expect(h.records[0]).toMatchObject({ effect: "Allow", kube: { verb: "list", resource: "pods" } });
     expect(h.records[0]?.requestHeaders.authorization).toBe("[redacted]");
+  });
+
+  it("never removes a header it sets: Envoy applies headers_to_remove after the set mutations", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "airlock-engine-"));
+    writeFileSync(join(dir, "gw"), "gateway-token");
+    const impersonate = await createUpstreamCredentials(credentialsConfigSchema.parse({ mode: "impersonate", gatewayTokenFile: join(dir, "gw") }));
+    const outcome = await run(
+      harness({ credentials: impersonate }),
+      request("GET", "/api/v1/namespaces/default/pods", { "impersonate-user": "system:admin", "impersonate-group": "system:masters" }),
+    );
+    if (outcome.code !== "ALLOWED") throw new Error("expected an allow");
+    const setNames = new Set(outcome.setHeaders.map(([name]) => name));
+    expect(outcome.removeHeaders.filter((name) => setNames.has(name))).toEqual([]);
+    // The client's forged values are replaced: the first set of each name overwrites, later ones append.
+    expect(outcome.setHeaders.filter(([name]) => name === "impersonate-user")).toEqual([["impersonate-user", "airlock:ci-bot"]]);
+    expect(outcome.setHeaders.filter(([name]) => name === "impersonate-group")).toEqual([["impersonate-group", "airlock:agents"]]);
+    expect(outcome.setHeaders).toContainEqual(["authorization", "Bearer gateway-token"]);
   });
 
   it("allows reading a Secret (values are masked downstream)", async () => {
