@@ -24,7 +24,7 @@ afterEach(async () => {
 });
 
 function pem(): string {
-  return generateKeyPairSync("ec", { namedCurve: "prime256v1" }).privateKey.export({ type: "pkcs8", format: "pem" });
+  return generateKeyPairSync("ec", { namedCurve: "prime256v1" }).privateKey.export({ type: "pkcs8", format: "pem" }).toString();
 }
 
 describe("embedded key ring", () => {

@@ -116,8 +116,8 @@ describe("narrowScope", () => {
     const request = fc.record({ namespaces: fc.option(fc.array(pattern, { minLength: 1, maxLength: 3 }), { nil: undefined }), readOnly: fc.boolean() });
     fc.assert(
       fc.property(grant, request, verb, fc.option(name, { nil: "" }), (granted, requested, v, namespace) => {
-        const g: AgentScope = { ...(granted.namespaces === null || granted.namespaces === undefined ? {} : { namespaces: granted.namespaces }), readOnly: granted.readOnly };
-        const r = { ...(requested.namespaces === null || requested.namespaces === undefined ? {} : { namespaces: requested.namespaces }), readOnly: requested.readOnly };
+        const g: AgentScope = { ...(granted.namespaces === undefined ? {} : { namespaces: granted.namespaces }), readOnly: granted.readOnly };
+        const r = { ...(requested.namespaces === undefined ? {} : { namespaces: requested.namespaces }), readOnly: requested.readOnly };
         const narrowed = narrowScope(g, r);
         if (!narrowed.ok) return;
         const attributes = { verb: v, namespace, resourceRequest: true };
