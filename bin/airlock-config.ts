@@ -9,6 +9,7 @@ import { z } from "zod";
 import { credentialsConfigSchema } from "../authz/credentials/credentials-config.js";
 import { identityConfigSchema } from "../authz/identity/identity-config.js";
 import { approvalsConfigSchema } from "../authz/approvals/approvals-config.js";
+import { tokenExchangeConfigSchema } from "../authz/exchange/exchange-config.js";
 import { auditConfigSchema } from "../tap/audit/audit-config.js";
 import { maskConfigSchema } from "../tap/mask/mask-config.js";
 
@@ -49,6 +50,8 @@ export const airlockConfigSchema = z.strictObject({
     })
     .prefault({}),
   credentials: credentialsConfigSchema.prefault({}),
+  /** RFC 8693 token exchange: CI/workload OIDC tokens or client secrets → short-lived Airlock agent tokens. */
+  tokenExchange: tokenExchangeConfigSchema.prefault({}),
   approvals: approvalsConfigSchema.prefault({}),
   audit: auditConfigSchema.prefault({}),
   mask: maskConfigSchema.prefault({}),

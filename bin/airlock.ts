@@ -16,6 +16,10 @@ usage:
   airlock policy test FILE                            run a file of expected decisions
   airlock mask [--content-type T] [--path P]          mask a Kubernetes response body from stdin
   airlock approvals list|show ID|approve ID --reason R|reject ID --reason R
+  airlock credential --server URL (--subject-token-file F | --client-id ID --client-secret-env VAR)
+                                                      kubectl exec credential plugin (ExecCredential on stdout)
+  airlock kubeconfig --sidecar URL ...                write an agent kubeconfig that uses the plugin
+  airlock exchange hash-secret|new-client-secret|generate-key
   airlock replay SESSION [--format text|json] [--config FILE]
   airlock audit verify [--since T] [--session S] [--config FILE]`;
 
@@ -32,6 +36,12 @@ async function main(argv: readonly string[], io: CliIo): Promise<number> {
       return (await import("./mask-command.js")).runMaskCliCommand(rest, io);
     case "approvals":
       return (await import("./approvals-command.js")).runApprovalsCliCommand(rest, io);
+    case "credential":
+      return (await import("../authz/exchange/credential-command.js")).runCredentialCommand(rest, io, io.env);
+    case "kubeconfig":
+      return (await import("../authz/exchange/kubeconfig-command.js")).runKubeconfigCommand(rest, io);
+    case "exchange":
+      return (await import("../authz/exchange/exchange-command.js")).runExchangeCommand(rest, io, io.env);
     case "replay":
     case "audit":
       return (await import("./audit-command.js")).runAuditCliCommand(command, rest, io);

@@ -17,6 +17,9 @@ import { openPostgresApprovalStore } from "../authz/approvals/postgres-approval-
 import type { ApprovalStore } from "../authz/approvals/approval-store.js";
 import { createWebhookNotifier } from "../authz/approvals/webhook-notifier.js";
 import { createAuthorizationHandlers } from "../authz/check/authorization-service.js";
+import { openDirectoryKeyRing, openEmbeddedKeyRing, type ExchangeKeyRing } from "../authz/exchange/exchange-key-ring.js";
+import { createTokenExchangeService } from "../authz/exchange/token-exchange.js";
+import { registerTokenExchangeRoutes } from "../authz/exchange/token-exchange-routes.js";
 import { CheckEngine, type ApprovalGate } from "../authz/check/check-engine.js";
 import type { CheckDecisionRecord } from "../authz/check/check-outcome.js";
 import { createUpstreamCredentials } from "../authz/credentials/upstream-credentials.js";
@@ -127,8 +130,25 @@ export async function startAirlock(config: AirlockConfig, options: StartOptions 
   const closers: (() => Promise<void> | void)[] = [];
 
   try {
+    // Token exchange keys first: tokens Airlock issues are agent tokens the verifier must accept.
+    const exchange = config.tokenExchange;
+    let exchangeKeys: ExchangeKeyRing | undefined;
+    if (exchange.enabled) {
+      const window = {
+        maxTokenLifetimeSeconds: exchange.maxTokenLifetimeSeconds,
+        clockSkewSeconds: exchange.clockSkewSeconds,
+        onError: (error: Error) => { logger.error({ error: error.message }, "exchange key ring refresh failed; last good keys stay"); },
+      };
+      exchangeKeys =
+        exchange.keys.source === "embedded"
+          ? await openEmbeddedKeyRing({ ...window, stateDir: config.stateDir, rotateAfterDays: exchange.keys.rotateAfterDays })
+          : await openDirectoryKeyRing({ ...window, path: exchange.keys.path, reloadIntervalMs: exchange.keys.reloadIntervalMs });
+      const ring = exchangeKeys;
+      closers.push(() => ring.close());
+    }
+
     // Identity: agent and approver verifiers; remote keys are fetched now, not on the first request.
-    const verifiers = await buildVerifiers(config);
+    const verifiers = await buildVerifiers(config, exchangeKeys);
     for (const failure of [...(await verifiers.agent.warm()), ...(await verifiers.approver.warm())]) {
       logger.warn({ issuer: failure.issuer, problem: failure.message }, "issuer keys unavailable at start; its tokens are refused until they load");
     }
@@ -280,6 +300,24 @@ export async function startAirlock(config: AirlockConfig, options: StartOptions 
       },
       onError: (error) => { logger.error({ error: String(error) }, "approval API error"); },
     });
+    if (exchangeKeys) {
+      const service = createTokenExchangeService({
+        config: exchange,
+        keyRing: exchangeKeys,
+        // Every attempt, issued or refused, without token material (the event type carries none).
+        recordExchange: (event) => { logger.info({ audit: "token-exchange", ...event }, "token exchange"); },
+      });
+      for (const failure of await service.warm()) {
+        logger.warn({ issuer: failure.issuer, problem: failure.message }, "trust rule issuer keys unavailable at start");
+      }
+      await registerTokenExchangeRoutes(app, {
+        service,
+        keyRing: exchangeKeys,
+        config: exchange,
+        publicUrl: config.approvals.publicUrl,
+        onError: (error) => { logger.error({ error: String(error) }, "token exchange error"); },
+      });
+    }
     const devIssuer = verifiers.devIssuer;
     if (devIssuer) {
       app.get("/.well-known/jwks.json", () => devIssuer.jwks());

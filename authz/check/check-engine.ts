@@ -14,6 +14,7 @@ import { evaluatePolicy, type ApprovalSettings, type PolicyDecision } from "../p
 import type { ApprovalOutcome } from "../approvals/approval-outcome.js";
 import { buildApprovalStatusResponse } from "../approvals/approval-status.js";
 import type { UpstreamCredentials } from "../credentials/upstream-credentials.js";
+import { readAgentScope, scopeAllows } from "../exchange/agent-scope.js";
 import type { AllowOutcome, CheckDecisionRecord, CheckOutcome, CheckOutcomeCode, DenyOutcome } from "./check-outcome.js";
 import { kubeStatus, type KubeStatusReason } from "./kube-status.js";
 import { redactHeaders } from "./redact-headers.js";
@@ -171,6 +172,19 @@ export class CheckEngine {
 
     const body = parseRequestBody(http.headers, http.body, http.rawBody);
     ctx.body = body;
+
+    // A token's scope (from token exchange) can only narrow what the policy allows, never widen it: a request
+    // outside the scope is denied before the policy is asked; inside it, the policy decides as for any agent.
+    const scope = readAgentScope(identity.claims);
+    if (!scope.ok) {
+      return this.#deny(ctx, "UNAUTHENTICATED", 401, "Unauthorized",
+        `airlock: token rejected: its scope claim is malformed (decision ${ctx.decisionId})`);
+    }
+    const inScope = scopeAllows(scope.scope, attributes);
+    if (!inScope.ok) {
+      return this.#deny(ctx, "DENIED", 403, "Forbidden",
+        `airlock: ${identity.subject} may not ${describeAction(attributes)}: outside the token's scope: ${inScope.reason} (decision ${ctx.decisionId})`);
+    }
 
     const decision = evaluatePolicy(this.#deps.currentPolicy(), {
       attributes,

@@ -4,7 +4,7 @@
  * the `airlock credential` exec plugin, so kubectl obtains and refreshes its token with no token on disk.
  */
 import { randomUUID } from "node:crypto";
-import { chmod, rename, unlink, writeFile } from "node:fs/promises";
+import { chmod, readFile, rename, unlink, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { parseArgs } from "node:util";
 import { stringify } from "yaml";
@@ -12,19 +12,27 @@ import { writeCommandLine } from "./command-streams.js";
 import type { CommandStreams } from "./command-streams.js";
 
 export const KUBECONFIG_USAGE = `usage: airlock kubeconfig --server AIRLOCK_URL (--subject-token-file FILE | --client-id ID --client-secret-env VAR)
-                         [--sidecar URL] [--namespace NS] [--scope S] [--name NAME] [--output FILE]
+                         [--sidecar URL] [--certificate-authority FILE] [--tls-server-name NAME]
+                         [--namespace NS] [--scope S] [--name NAME] [--output FILE]
                          [--exec-command CMD] [--exec-arg ARG]... [--refresh-before-seconds N] [--insecure-http]
-  Writes a kubeconfig whose cluster is the sidecar (default http://127.0.0.1:16444) and whose user runs
-  \`airlock credential\` (to FILE, 0600, or to stdout).`;
+  Writes a kubeconfig whose cluster is the sidecar (default https://127.0.0.1:16444; the CA that signed its
+  certificate is embedded) and whose user runs \`airlock credential\` (to FILE, 0600, or to stdout).
+  kubectl sends exec-plugin credentials only over TLS, so the sidecar listener must speak https.`;
 
-/** Where the Envoy sidecar listens in the agent pod by default. */
-export const DEFAULT_SIDECAR_URL = "http://127.0.0.1:16444";
+/**
+ * Where the Envoy sidecar listens in the agent pod by default. https: client-go applies user credentials (exec
+ * plugins, tokens) only to TLS transports, so over plain http kubectl would send no credential at all.
+ */
+export const DEFAULT_SIDECAR_URL = "https://127.0.0.1:16444";
 
 /** Inputs of {@link buildAgentKubeconfig}. */
 export interface AgentKubeconfigInput {
   readonly name: string;
   readonly sidecarUrl: string;
   readonly namespace?: string;
+  /** PEM of the CA that signed the sidecar's certificate (embedded as certificate-authority-data). */
+  readonly certificateAuthorityPem?: string;
+  readonly tlsServerName?: string;
   /** The plugin command and the arguments before `credential` (e.g. `node`, [`/app/dist/bin/airlock.js`]). */
   readonly command: string;
   readonly commandArgs: readonly string[];
@@ -37,7 +45,18 @@ export function buildAgentKubeconfig(input: AgentKubeconfigInput): Record<string
   return {
     apiVersion: "v1",
     kind: "Config",
-    clusters: [{ name: input.name, cluster: { server: input.sidecarUrl } }],
+    clusters: [
+      {
+        name: input.name,
+        cluster: {
+          server: input.sidecarUrl,
+          ...(input.certificateAuthorityPem === undefined
+            ? {}
+            : { "certificate-authority-data": Buffer.from(input.certificateAuthorityPem, "utf8").toString("base64") }),
+          ...(input.tlsServerName === undefined ? {} : { "tls-server-name": input.tlsServerName }),
+        },
+      },
+    ],
     users: [
       {
         name: input.name,
@@ -73,6 +92,8 @@ export async function runKubeconfigCommand(argv: readonly string[], io: CommandS
       options: {
         server: { type: "string" },
         sidecar: { type: "string", default: DEFAULT_SIDECAR_URL },
+        "certificate-authority": { type: "string" },
+        "tls-server-name": { type: "string" },
         "subject-token-file": { type: "string" },
         "client-id": { type: "string" },
         "client-secret-env": { type: "string" },
@@ -101,11 +122,25 @@ export async function runKubeconfigCommand(argv: readonly string[], io: CommandS
   const secretEnv = values["client-secret-env"];
   if ((tokenFile === undefined) === (clientId === undefined)) return usage("give exactly one of --subject-token-file or --client-id");
   if (clientId !== undefined && secretEnv === undefined) return usage("--client-id needs --client-secret-env");
+  let sidecarProtocol: string;
   try {
-    const sidecar = new URL(values.sidecar);
-    if (sidecar.protocol !== "http:" && sidecar.protocol !== "https:") throw new Error("scheme");
+    sidecarProtocol = new URL(values.sidecar).protocol;
   } catch {
-    return usage("--sidecar must be an http(s) URL");
+    return usage("--sidecar must be an https URL");
+  }
+  if (sidecarProtocol !== "http:" && sidecarProtocol !== "https:") return usage("--sidecar must be an https URL");
+  if (sidecarProtocol === "http:") {
+    writeCommandLine(io.stderr, "airlock kubeconfig: warning: kubectl sends no exec-plugin credential over plain http; the sidecar must listen with TLS");
+  }
+  let certificateAuthorityPem: string | undefined;
+  if (values["certificate-authority"] !== undefined) {
+    try {
+      certificateAuthorityPem = await readFile(values["certificate-authority"], "utf8");
+    } catch (error) {
+      writeCommandLine(io.stderr, `airlock kubeconfig: cannot read --certificate-authority: ${(error as NodeJS.ErrnoException).code ?? "error"}`);
+      return 1;
+    }
+    if (!certificateAuthorityPem.includes("-----BEGIN CERTIFICATE-----")) return usage("--certificate-authority must be a PEM certificate file");
   }
   if (!/^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/.test(values.name)) return usage("--name must be a simple name");
   if (values.namespace !== undefined && !/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/.test(values.namespace)) {
@@ -125,6 +160,8 @@ export async function runKubeconfigCommand(argv: readonly string[], io: CommandS
     name: values.name,
     sidecarUrl: values.sidecar,
     ...(values.namespace === undefined ? {} : { namespace: values.namespace }),
+    ...(certificateAuthorityPem === undefined ? {} : { certificateAuthorityPem }),
+    ...(values["tls-server-name"] === undefined ? {} : { tlsServerName: values["tls-server-name"] }),
     command: values["exec-command"],
     commandArgs: values["exec-arg"],
     credentialArgs,

@@ -83,6 +83,11 @@ export interface TokenVerifierOptions {
    * issuer of the configuration; HMAC issuers cannot take one.
    */
   readonly localKeys?: ReadonlyMap<string, JSONWebKeySet>;
+  /**
+   * Live key sources by issuer, replacing that issuer's configured source (e.g. Airlock's own rotating exchange
+   * key ring). Takes precedence over `localKeys`.
+   */
+  readonly keySources?: ReadonlyMap<string, KeySource>;
   /** Clock in epoch milliseconds; defaults to `Date.now`. */
   readonly now?: () => number;
 }
@@ -294,7 +299,7 @@ export function createTokenVerifier(config: IdentityConfig, options: TokenVerifi
   for (const entry of config.issuers) {
     issuers.set(entry.issuer, {
       config: entry,
-      keys: keySourceFor(entry, config, options.localKeys?.get(entry.issuer), now),
+      keys: options.keySources?.get(entry.issuer) ?? keySourceFor(entry, config, options.localKeys?.get(entry.issuer), now),
       options: {
         issuer: entry.issuer,
         audience: [...entry.audiences],

@@ -43,6 +43,8 @@ export const auditConfigSchema = z.strictObject({
   fsync: z.enum(["always", "interval", "never"]).default("interval"),
   fsyncIntervalMs: z.number().int().positive().default(200),
   segmentMaxBytes: z.number().int().min(4096).default(32 * 1024 * 1024),
+  /** Recently written spool bytes kept in memory so delivery need not read them back from disk; 0: always read. */
+  spoolReadCacheMaxBytes: z.number().int().nonnegative().default(64 * 1024 * 1024),
   batchMaxRows: z.number().int().positive().default(20_000),
   batchMaxBytes: z.number().int().positive().default(32 * 1024 * 1024),
   batchMaxDelayMs: z.number().int().nonnegative().default(1_000),

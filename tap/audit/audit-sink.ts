@@ -15,7 +15,7 @@ import type {
 import {
   buildApprovalRow, buildRequestRow, type ApprovalRowBody, type AuditTable, type RequestRowBody, type RowLimits,
 } from "./audit-row.js";
-import { AuditSpool, comparePositions, writeFileAtomicSync, type SpoolBatch } from "./audit-spool.js";
+import { AuditSpool, comparePositions, writeFileAtomicSync, type SpoolBatch, type SpoolPosition } from "./audit-spool.js";
 import type { AuditStore } from "./audit-store.js";
 import { openAuditStore } from "./open-audit-store.js";
 import { chainHash, GENESIS_HASH, rowLine } from "./hash-chain.js";
@@ -118,6 +118,7 @@ class Sink implements SpoolingAuditSink {
       fsync: cfg.fsync,
       fsyncIntervalMs: cfg.fsyncIntervalMs,
       segmentMaxBytes: cfg.segmentMaxBytes,
+      readCacheMaxBytes: cfg.spoolReadCacheMaxBytes,
       segmentHeader: () => JSON.stringify({ chain_id: this.chainId, seq: this.head.seq, hash: this.head.hash }),
     });
     this.chainId = this.loadChainId();
@@ -337,18 +338,25 @@ class Sink implements SpoolingAuditSink {
     return this.appended - this.committed;
   }
 
+  /**
+   * Whether a batch should go now: a full one is waiting, or the oldest row has waited batchMaxDelayMs, or
+   * someone is flushing or closing. Otherwise rows keep collecting so each insert makes one decent part.
+   */
+  private batchDue(now: number): boolean {
+    const pending = this.pending;
+    if (pending >= this.cfg.batchMaxRows) return true;
+    if (pending <= 0) return false;
+    if (this.stopping || this.flushWaiters.length > 0) return true;
+    return (this.oldestPendingAtMs() ?? now) + this.cfg.batchMaxDelayMs <= now;
+  }
+
   private async waitForWork(): Promise<void> {
     for (;;) {
       if (this.aborted || this.stopping || this.flushWaiters.length > 0) return;
-      const pending = this.pending;
-      if (pending >= this.cfg.batchMaxRows) return;
-      let waitMs: number | undefined;
-      if (pending > 0) {
-        const oldest = this.oldestPendingAtMs() ?? Date.now();
-        waitMs = oldest + this.cfg.batchMaxDelayMs - Date.now();
-        if (waitMs <= 0) return;
-      }
-      await this.sleep(waitMs);
+      const now = Date.now();
+      if (this.batchDue(now)) return;
+      const oldest = this.pending > 0 ? this.oldestPendingAtMs() ?? now : undefined;
+      await this.sleep(oldest === undefined ? undefined : oldest + this.cfg.batchMaxDelayMs - now);
     }
   }
 
@@ -366,47 +374,87 @@ class Sink implements SpoolingAuditSink {
     });
   }
 
+  /**
+   * One batch at a time, in spool order. The cursor write that puts batch N+1 in flight also commits batch N
+   * (its `from` is N's `to`), so when the next batch is already due the store goes straight on to it instead
+   * of waiting for a separate commit; otherwise N is committed on its own right away. Either way the cursor
+   * is durable before the rows it covers are sent, and a restart re-sends the one batch in flight under the
+   * same token.
+   */
   private async deliveryLoop(): Promise<void> {
-    while (!this.aborted) {
-      const inflight = this.spool.inflight;
-      let batch: SpoolBatch;
-      if (inflight !== undefined) {
-        // Re-send exactly the batch that was in flight when the last run stopped, under the same token.
-        batch = await this.spool.readBatch(inflight.from, inflight.to, Number.MAX_SAFE_INTEGER, Number.MAX_SAFE_INTEGER);
-      } else {
-        await this.waitForWork();
-        // close() may have aborted while we waited (the loop condition was checked before).
-        if (this.isAborted()) break;
-        this.spool.flushPending();
-        if (this.pending === 0 && comparePositions(this.spool.cursor, this.spool.end) >= 0) {
-          this.resolveFlushWaiters();
-          if (this.stopping) break;
-          continue;
-        }
-        batch = await this.spool.readBatch(this.spool.cursor, this.spool.end, this.cfg.batchMaxRows, this.cfg.batchMaxBytes);
-        if (comparePositions(batch.to, batch.from) === 0) {
-          this.resolveFlushWaiters();
-          if (this.stopping) break;
-          await this.sleep(this.cfg.batchMaxDelayMs);
-          continue;
-        }
-        if (batch.requests.length + batch.approvals.length > 0) await this.spool.markInflight({ from: batch.from, to: batch.to });
-      }
-      this.corrupt += batch.corruptRecords;
-      const delivered = await this.deliver(batch);
-      if (!delivered) break;
-      await this.spool.commit(batch.to);
-      const rows = batch.requests.length + batch.approvals.length;
-      this.committed += rows;
-      this.delivered += rows;
-      this.deliveredCounter?.inc(rows);
-      let drop = 0;
-      while (drop < this.lagMarks.length && (this.lagMarks[drop]?.count ?? 0) <= this.committed) drop++;
-      if (drop > 0) this.lagMarks.splice(0, drop);
-      const firstHeld = this.held.values().next().value;
-      this.spool.deleteSegmentsBelow(Math.min(batch.to.segment, firstHeld?.segment ?? Number.MAX_SAFE_INTEGER));
-      this.resolveFlushWaiters();
+    let next = this.spool.cursor;
+    const inflight = this.spool.inflight;
+    if (inflight !== undefined) {
+      // Re-send exactly the batch that was in flight when the last run stopped, under the same token.
+      const batch = await this.spool.readBatch(inflight.from, inflight.to, Number.MAX_SAFE_INTEGER, Number.MAX_SAFE_INTEGER);
+      if (!await this.deliverAndCount(batch)) return;
+      await this.persistDelivered(batch.to);
+      next = batch.to;
     }
+    /** Delivered, but the cursor on disk is still before it. */
+    let unpersisted: SpoolPosition | undefined;
+    while (!this.aborted) {
+      if (unpersisted !== undefined && !this.batchDue(Date.now())) {
+        await this.persistDelivered(unpersisted);
+        unpersisted = undefined;
+      }
+      await this.waitForWork();
+      // close() may have aborted while we waited (the loop condition was checked before).
+      if (this.isAborted()) break;
+      this.spool.flushPending();
+      const end = this.spool.end;
+      if (this.pending === 0 && comparePositions(next, end) >= 0) {
+        this.resolveFlushWaiters();
+        if (this.stopping) break;
+        continue;
+      }
+      const batch = await this.spool.readBatch(next, end, this.cfg.batchMaxRows, this.cfg.batchMaxBytes);
+      if (comparePositions(batch.to, batch.from) === 0) {
+        if (unpersisted !== undefined) {
+          await this.persistDelivered(unpersisted);
+          unpersisted = undefined;
+        }
+        this.resolveFlushWaiters();
+        if (this.stopping) break;
+        await this.sleep(this.cfg.batchMaxDelayMs);
+        continue;
+      }
+      if (batch.requests.length + batch.approvals.length > 0) {
+        await this.spool.markInflight({ from: batch.from, to: batch.to });
+        if (unpersisted !== undefined) this.afterPersisted(unpersisted);
+        unpersisted = undefined;
+      }
+      if (!await this.deliverAndCount(batch)) break;
+      next = batch.to;
+      unpersisted = batch.to;
+    }
+    if (unpersisted !== undefined) await this.persistDelivered(unpersisted);
+  }
+
+  /** Deliver and account; false when aborted first (the batch stays in flight for the next start). */
+  private async deliverAndCount(batch: SpoolBatch): Promise<boolean> {
+    this.corrupt += batch.corruptRecords;
+    if (!await this.deliver(batch)) return false;
+    const rows = batch.requests.length + batch.approvals.length;
+    this.committed += rows;
+    this.delivered += rows;
+    this.deliveredCounter?.inc(rows);
+    let drop = 0;
+    while (drop < this.lagMarks.length && (this.lagMarks[drop]?.count ?? 0) <= this.committed) drop++;
+    if (drop > 0) this.lagMarks.splice(0, drop);
+    return true;
+  }
+
+  private async persistDelivered(to: SpoolPosition): Promise<void> {
+    await this.spool.commit(to);
+    this.afterPersisted(to);
+  }
+
+  /** The cursor on disk is at or past `to`: segments wholly before it can go, flushes up to it are done. */
+  private afterPersisted(to: SpoolPosition): void {
+    const firstHeld = this.held.values().next().value;
+    this.spool.deleteSegmentsBelow(Math.min(to.segment, firstHeld?.segment ?? Number.MAX_SAFE_INTEGER));
+    this.resolveFlushWaiters();
   }
 
   /** Insert with retries and backoff; false only when the sink is aborted (close) before it succeeded. */

@@ -29,6 +29,11 @@ export interface SpoolOptions {
   readonly segmentMaxBytes: number;
   /** First record of every new segment, so the chain head survives deletion of older segments. */
   readonly segmentHeader?: () => string;
+  /**
+   * Bytes of recently written records kept in memory so delivery reads them without going back to disk
+   * (default 64 MiB; 0 turns it off). Older records, and everything after a restart, are read from the files.
+   */
+  readonly readCacheMaxBytes?: number;
 }
 
 /** The batch being delivered, persisted before the insert so a restart re-sends exactly the same rows. */
@@ -54,6 +59,11 @@ export interface SpoolBatch {
 
 const SEGMENT_RE = /^seg-(\d{12})\.log$/;
 const HEADER_BYTES = 9; // 8 hex digits of CRC-32 + 1 kind character
+const CRC_PLACEHOLDER = "00000000";
+const HEX_DIGITS = Buffer.from("0123456789abcdef", "latin1");
+const DEFAULT_READ_CACHE_BYTES = 64 * 1024 * 1024;
+const KIND_R = 0x52;
+const KIND_A = 0x41;
 const READ_CHUNK_BYTES = 4 * 1024 * 1024;
 /** Records kept in memory while the disk refuses writes, before append() itself fails. */
 const MAX_PENDING_CHARS = 128 * 1024 * 1024;
@@ -70,6 +80,50 @@ export function comparePositions(a: SpoolPosition, b: SpoolPosition): number {
 export function encodeRecord(kind: SpoolRecordKind, payload: string): string {
   const body = kind + payload;
   return `${crc32(body).toString(16).padStart(8, "0")}${body}\n`;
+}
+
+/** Delivered records of one written group: file offset of each line and a view of its JSONEachRow line. */
+interface SealedRows {
+  readonly starts: number[];
+  readonly lines: Buffer[];
+  readonly isRequest: boolean[];
+}
+
+/**
+ * Fill in the CRC of every record in buf, which holds whole lines whose first 8 bytes are a placeholder,
+ * and collect the delivered ones (base: the file offset buf will be written at). Computing the CRC over the
+ * encoded bytes costs one UTF-8 encoding per group instead of one per record and checksum.
+ */
+function sealRecords(buf: Buffer): SealedRows {
+  const rows: SealedRows = { starts: [], lines: [], isRequest: [] };
+  let pos = 0;
+  while (pos < buf.length) {
+    const nl = buf.indexOf(0x0a, pos + HEADER_BYTES);
+    const end = nl === -1 ? buf.length : nl;
+    let crc = crc32(buf.subarray(pos + 8, end));
+    for (let i = 7; i >= 0; i--) {
+      buf[pos + i] = HEX_DIGITS[crc & 0xf] ?? 0x30;
+      crc >>>= 4;
+    }
+    const kind = buf[pos + 8];
+    if (kind === KIND_R || kind === KIND_A) {
+      rows.starts.push(pos);
+      rows.lines.push(buf.subarray(pos + HEADER_BYTES, end + 1));
+      rows.isRequest.push(kind === KIND_R);
+    }
+    pos = end + 1;
+  }
+  return rows;
+}
+
+/** One written group of records still held in memory for delivery. */
+interface CachedGroup {
+  readonly segment: number;
+  /** File offsets of the group's first byte and of the byte after it. */
+  readonly from: number;
+  readonly to: number;
+  readonly bytes: number;
+  readonly rows: SealedRows;
 }
 
 /**
@@ -128,10 +182,15 @@ export class AuditSpool {
   private fsyncTimer: NodeJS.Timeout | undefined;
   private cursorState: CursorFile;
   private closed = false;
+  /** Records of the current turn, each a whole line with a CRC placeholder: sealed and written together. */
   private pending: string[] = [];
   private pendingChars = 0;
   private flushScheduled = false;
   private writeError: string | undefined;
+  /** Contiguous written groups ending at the append end; delivery reads from here when it can. */
+  private cache: CachedGroup[] = [];
+  private cacheBytes = 0;
+  private readonly cacheMaxBytes: number;
 
   private constructor(opts: SpoolOptions, segments: number[], cursor: CursorFile) {
     this.opts = opts;
@@ -146,6 +205,7 @@ export class AuditSpool {
       this.activeFd = openSync(this.path(last), "a");
     }
     this.cursorState = cursor;
+    this.cacheMaxBytes = opts.readCacheMaxBytes ?? DEFAULT_READ_CACHE_BYTES;
     if (opts.fsync === "interval") {
       this.fsyncTimer = setInterval(() => { this.syncSoon(); }, opts.fsyncIntervalMs);
       this.fsyncTimer.unref();
@@ -229,16 +289,19 @@ export class AuditSpool {
    */
   append(kind: SpoolRecordKind, payload: string): number {
     if (this.closed) throw new AuditError("sink_closed", "audit spool is closed");
-    const line = encodeRecord(kind, payload);
+    // Lines are framed by newlines; JSON never contains a raw one, anything else would corrupt the segment.
+    if (payload.includes("\n")) throw new AuditError("spool_io", "audit spool record contains a raw newline");
     // UTF-16 length stands in for the byte count until the group is encoded (exact sizes come from the write);
     // it only decides when to roll a segment and what the budget sees in the meantime.
-    if (this.pendingChars + line.length > MAX_PENDING_CHARS) {
+    const lineChars = payload.length + HEADER_BYTES + 1;
+    if (this.pendingChars + lineChars > MAX_PENDING_CHARS) {
       throw new AuditError("spool_io", `audit spool cannot be written and ${this.pendingChars} characters are waiting in memory`);
     }
     const size = (this.sizes.get(this.activeSegment) ?? 0) + this.pendingChars;
-    if (size + line.length > this.opts.segmentMaxBytes && size > 0 && this.flushPending()) this.roll();
-    this.pending.push(line);
-    this.pendingChars += line.length;
+    if (size + lineChars > this.opts.segmentMaxBytes && size > 0 && this.flushPending()) this.roll();
+    // The CRC is filled in when the group is encoded (sealRecords).
+    this.pending.push(`${CRC_PLACEHOLDER}${kind}${payload}\n`);
+    this.pendingChars += lineChars;
     if (!this.flushScheduled) {
       this.flushScheduled = true;
       queueMicrotask(() => {
@@ -260,7 +323,7 @@ export class AuditSpool {
     if (this.closed) return false;
     const text = this.pending.length === 1 ? this.pending[0] ?? "" : this.pending.join("");
     try {
-      this.writeBytes(Buffer.from(text, "utf8"));
+      this.writeGroup(Buffer.from(text, "utf8"));
     } catch (err) {
       this.writeError = err instanceof AuditError ? err.message : String(err);
       return false;
@@ -269,6 +332,49 @@ export class AuditSpool {
     this.pendingChars = 0;
     this.writeError = undefined;
     return true;
+  }
+
+  /** Seal (CRC) and write whole records, then keep them for delivery. */
+  private writeGroup(bytes: Buffer): void {
+    const rows = sealRecords(bytes);
+    const from = this.sizes.get(this.activeSegment) ?? 0;
+    this.writeBytes(bytes);
+    this.remember({ segment: this.activeSegment, from, to: from + bytes.length, bytes: bytes.length, rows });
+  }
+
+  /**
+   * Add a written group to the read cache. The cache only ever holds one contiguous run ending at the
+   * append end; a gap (the cache was off or trimmed to nothing) starts a new run. Over budget, the oldest
+   * groups leave first: delivery then reads them from disk, which is always correct, only slower.
+   */
+  private remember(group: CachedGroup): void {
+    if (this.cacheMaxBytes <= 0) return;
+    const last = this.cache.at(-1);
+    const contiguous = last === undefined || (last.segment === group.segment && last.to === group.from)
+      || (group.segment === last.segment + 1 && group.from === 0);
+    if (!contiguous) this.dropCache();
+    this.cache.push(group);
+    this.cacheBytes += group.bytes;
+    while (this.cacheBytes > this.cacheMaxBytes && this.cache.length > 0) this.dropOldestCached();
+  }
+
+  private dropOldestCached(): void {
+    const first = this.cache.shift();
+    if (first !== undefined) this.cacheBytes -= first.bytes;
+  }
+
+  private dropCache(): void {
+    this.cache = [];
+    this.cacheBytes = 0;
+  }
+
+  /** Groups wholly before `pos` were delivered and committed: memory goes back. */
+  private trimCache(pos: SpoolPosition): void {
+    for (;;) {
+      const first = this.cache[0];
+      if (first === undefined || comparePositions({ segment: first.segment, offset: first.to }, pos) > 0) return;
+      this.dropOldestCached();
+    }
   }
 
   private writeBytes(bytes: Buffer): void {
@@ -302,7 +408,7 @@ export class AuditSpool {
       throw new AuditError("spool_io", `audit spool segment roll failed: ${(err as Error).message}`, { cause: err });
     }
     const header = this.opts.segmentHeader?.();
-    if (header !== undefined) this.writeBytes(Buffer.from(encodeRecord("C", header), "utf8"));
+    if (header !== undefined) this.writeGroup(Buffer.from(`${CRC_PLACEHOLDER}C${header}\n`, "utf8"));
   }
 
   private syncSoon(): void {
@@ -345,6 +451,67 @@ export class AuditSpool {
    * `until` (the append end when the read started, or an in-flight batch's end on replay).
    */
   async readBatch(from: SpoolPosition, until: SpoolPosition, maxRows: number, maxBytes: number): Promise<SpoolBatch> {
+    const cached = this.readCached(from, until, maxRows, maxBytes);
+    if (cached !== undefined) return cached;
+    // Not in memory: read the files, but only up to where the cache starts (the next call continues there).
+    const head = this.cache[0];
+    const headPos = head === undefined ? undefined : { segment: head.segment, offset: head.from };
+    const diskUntil = headPos !== undefined && comparePositions(from, headPos) < 0 && comparePositions(headPos, until) < 0 ? headPos : until;
+    return this.readFromDisk(from, diskUntil, maxRows, maxBytes);
+  }
+
+  /**
+   * The same batch readFromDisk would return, from the records still in memory; undefined when `from` is
+   * not inside the cached run. The views share the written buffers: nothing is copied or re-checked, as
+   * these are the very bytes that went to disk.
+   */
+  private readCached(from: SpoolPosition, until: SpoolPosition, maxRows: number, maxBytes: number): SpoolBatch | undefined {
+    let g = 0;
+    for (; g < this.cache.length; g++) {
+      const group = this.cache[g];
+      if (group !== undefined && comparePositions(from, { segment: group.segment, offset: group.to }) < 0) break;
+    }
+    const first = this.cache[g];
+    if (first === undefined || comparePositions(from, { segment: first.segment, offset: first.from }) < 0) return undefined;
+    const requests: Buffer[] = [];
+    const approvals: Buffer[] = [];
+    let bytes = 0;
+    let to: SpoolPosition = from;
+    for (; g < this.cache.length; g++) {
+      const group = this.cache[g];
+      if (group === undefined) break;
+      const groupEnd = { segment: group.segment, offset: group.to };
+      const { starts, lines, isRequest } = group.rows;
+      // Binary search for the first row at or after `from` (only the first group can start mid-way).
+      let i = 0;
+      if (group.segment === from.segment && from.offset > group.from) {
+        let hi = starts.length;
+        while (i < hi) {
+          const mid = (i + hi) >>> 1;
+          if ((starts[mid] ?? 0) < from.offset) i = mid + 1;
+          else hi = mid;
+        }
+      }
+      for (; i < starts.length; i++) {
+        const start = starts[i] ?? 0;
+        if (comparePositions({ segment: group.segment, offset: start }, until) >= 0) {
+          return { from, to: until, requests, approvals, corruptRecords: 0 };
+        }
+        const line = lines[i];
+        if (line === undefined) continue;
+        if (requests.length + approvals.length >= maxRows || (bytes + line.length > maxBytes && bytes > 0)) {
+          return { from, to: { segment: group.segment, offset: start }, requests, approvals, corruptRecords: 0 };
+        }
+        bytes += line.length;
+        (isRequest[i] === true ? requests : approvals).push(line);
+      }
+      if (comparePositions(groupEnd, until) >= 0) return { from, to: until, requests, approvals, corruptRecords: 0 };
+      to = groupEnd;
+    }
+    return { from, to, requests, approvals, corruptRecords: 0 };
+  }
+
+  private async readFromDisk(from: SpoolPosition, until: SpoolPosition, maxRows: number, maxBytes: number): Promise<SpoolBatch> {
     const requests: Buffer[] = [];
     const approvals: Buffer[] = [];
     let corrupt = 0;
@@ -417,6 +584,7 @@ export class AuditSpool {
     }
     await rename(tmp, file);
     this.cursorState = state;
+    this.trimCache({ segment: state.segment, offset: state.offset });
   }
 
   /** Persist the batch about to be sent (before the insert). */
@@ -447,6 +615,7 @@ export class AuditSpool {
     if (this.closed) return;
     this.flushPending();
     this.closed = true;
+    this.dropCache();
     if (this.fsyncTimer !== undefined) clearInterval(this.fsyncTimer);
     try {
       if (this.opts.fsync !== "never") fdatasyncSync(this.activeFd);

@@ -3,11 +3,12 @@
  * The whole Airlock path on real parts for end-to-end tests: real kube-apiserver (test bed), Airlock
  * (startAirlock, tokenRequest credentials), the Envoy-faithful gateway for envoy/sidecar.yaml, and real kubectl.
  */
-import { spawn } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { randomBytes, randomUUID } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import * as http from "node:http";
 import * as net from "node:net";
+import * as tls from "node:tls";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -119,7 +120,7 @@ export interface E2eStack {
   readonly agentSubject: string;
   /** A development agent token (group agents, 30 min) for `agentSubject` in `sessionId`. Never log it. */
   readonly agentToken: string;
-  /** kubeconfig pointing at the gateway (plain http, no certificate-authority) with `agentToken`. */
+  /** kubeconfig pointing at the gateway's TLS listener (its CA pinned) with `agentToken`. */
   readonly agentKubeconfig: string;
   /** Scratch directory removed by close(). */
   readonly dir: string;
@@ -129,7 +130,7 @@ export interface E2eStack {
   kubectlInBackground(args: readonly string[], options?: KubectlOptions & { readonly kubeconfig?: string }): BackgroundKubectl;
   /** kubectl straight to the API server as the test bed admin (setup, and checking what really happened). */
   admin(args: readonly string[], options?: KubectlOptions): Promise<KubectlResult>;
-  /** Writes a kubeconfig for the gateway with this token. */
+  /** Writes a kubeconfig for the gateway's TLS listener with this token. */
   writeKubeconfig(name: string, token: string): string;
   /** A raw HTTP/1.1 request through the gateway. */
   request(request: RawRequest): Promise<HttpResult>;
@@ -145,7 +146,11 @@ export interface E2eStack {
   /** Polls until an approval for the filter is pending; throws after timeoutMs. */
   waitForPendingApproval(approverToken: string, match: (item: ApprovalItem) => boolean, timeoutMs?: number): Promise<ApprovalItem>;
   approve(approverToken: string, id: string, reason: string): Promise<HttpResult>;
-  /** Rows of `requests` for a session (default: the agent's), or of every session with null (flushes the sink first). */
+  /**
+   * Rows of `requests` for a session (default: the agent's), or of every session with null (flushes the sink first).
+   * Like session-timeline.sql it includes exchange-only rows (effect Unknown) of the session's decisions: a request
+   * that outlives `audit.exchangeTimeoutMs` (a watch) is written as a `missing` decision row plus that row.
+   */
   auditRows(sessionId?: string | null): Promise<AuditRequestRow[]>;
   /** Polls auditRows until `done` holds; returns the last rows either way (the caller asserts). */
   waitForAuditRows(done: (rows: AuditRequestRow[]) => boolean, options?: { readonly sessionId?: string | null; readonly timeoutMs?: number }): Promise<AuditRequestRow[]>;
@@ -202,8 +207,7 @@ function spawnKubectl(args: readonly string[], env: NodeJS.ProcessEnv, options: 
   };
 }
 
-function kubeconfigText(server: string, token: string): string {
-  // No certificate-authority: the gateway listens on plain loopback http, as the sidecar Envoy does.
+function kubeconfigText(server: string, caFile: string, token: string): string {
   return [
     "apiVersion: v1",
     "kind: Config",
@@ -211,6 +215,7 @@ function kubeconfigText(server: string, token: string): string {
     "- name: airlock",
     "  cluster:",
     `    server: ${JSON.stringify(server)}`,
+    `    certificate-authority: ${JSON.stringify(caFile)}`,
     "users:",
     "- name: agent",
     "  user:",
@@ -221,6 +226,69 @@ function kubeconfigText(server: string, token: string): string {
     "current-context: agent",
     "",
   ].join("\n");
+}
+
+interface ListenerCert {
+  readonly certFile: string;
+  readonly cert: Buffer;
+  readonly key: Buffer;
+}
+
+/** A throw-away self-signed certificate for 127.0.0.1 (it is its own CA in the agent's kubeconfig). */
+function makeListenerCert(dir: string): ListenerCert {
+  const certFile = join(dir, "listener.crt");
+  const keyFile = join(dir, "listener.key");
+  const result = spawnSync(
+    "openssl",
+    ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1",
+      "-subj", "/CN=airlock-e2e-listener", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
+      "-addext", "basicConstraints=critical,CA:TRUE", "-keyout", keyFile, "-out", certFile],
+    { encoding: "utf8" },
+  );
+  if (result.status !== 0) throw new Error(`openssl could not make the listener certificate: ${result.stderr}`);
+  return { certFile, cert: readFileSync(certFile), key: readFileSync(keyFile) };
+}
+
+interface TlsFront {
+  readonly url: string;
+  close(): Promise<void>;
+}
+
+/**
+ * TLS in front of the (plain http) test gateway, byte for byte. client-go sends no credential at all to an http://
+ * server (clientcmd applies user auth only to TLS transports), so the agent-facing listener must speak TLS, as
+ * Envoy's listener would with a DownstreamTlsContext. HTTP/1.1 only, which also carries the WebSocket upgrades.
+ */
+async function startTlsFront(cert: ListenerCert, gatewayPort: number): Promise<TlsFront> {
+  const sockets = new Set<net.Socket>();
+  const server = tls.createServer({ cert: cert.cert, key: cert.key, ALPNProtocols: ["http/1.1"] }, (downstream) => {
+    const upstream = net.connect(gatewayPort, "127.0.0.1");
+    sockets.add(downstream);
+    sockets.add(upstream);
+    const end = (): void => {
+      downstream.destroy();
+      upstream.destroy();
+      sockets.delete(downstream);
+      sockets.delete(upstream);
+    };
+    downstream.once("error", end).once("close", end);
+    upstream.once("error", end).once("close", end);
+    downstream.pipe(upstream).pipe(downstream);
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => { resolve(); });
+  });
+  const address = server.address();
+  const port = typeof address === "object" && address !== null ? address.port : 0;
+  return {
+    url: `https://127.0.0.1:${String(port)}`,
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const socket of sockets) socket.destroy();
+        server.close(() => { resolve(); });
+      }),
+  };
 }
 
 function collect(res: http.IncomingMessage): Promise<HttpResult> {
@@ -312,6 +380,9 @@ export async function startE2eStack(options: E2eStackOptions): Promise<E2eStack>
       upstream: { url: testbed.server, caFile: testbed.caFile, servername: UPSTREAM_SERVER_NAME },
     });
     closers.push(() => gateway.close());
+    const listenerCert = makeListenerCert(dir);
+    const front = await startTlsFront(listenerCert, gateway.port);
+    closers.push(() => front.close());
 
     const issuer = await openDevIssuer(stateDir);
     const sessionId = `e2e-${options.name}-${randomUUID()}`;
@@ -320,7 +391,7 @@ export async function startE2eStack(options: E2eStackOptions): Promise<E2eStack>
 
     const writeKubeconfig = (name: string, token: string): string => {
       const path = join(dir, `${name}.kubeconfig`);
-      writeFileSync(path, kubeconfigText(gateway.url, token), { mode: 0o600 });
+      writeFileSync(path, kubeconfigText(front.url, listenerCert.certFile, token), { mode: 0o600 });
       return path;
     };
     const agentKubeconfig = writeKubeconfig("agent", agentToken);
@@ -391,6 +462,8 @@ export async function startE2eStack(options: E2eStackOptions): Promise<E2eStack>
                 response_status, response_body, response_outcome
            FROM ${store.database}.requests FINAL
           WHERE {all:UInt8} = 1 OR session_id = {sid:String}
+             OR (session_id = '' AND decision_id IN (
+                  SELECT decision_id FROM ${store.database}.requests WHERE session_id = {sid:String}))
           ORDER BY time_us`,
         { sid: sid ?? "", all: sid === null ? 1 : 0 },
       );

@@ -128,7 +128,7 @@ describe("airlock kubeconfig", () => {
     const document = parse(await readFile(output, "utf8")) as Record<string, unknown>;
     expect(document).toMatchObject({
       "current-context": "airlock",
-      clusters: [{ name: "airlock", cluster: { server: "http://127.0.0.1:16444" } }],
+      clusters: [{ name: "airlock", cluster: { server: "https://127.0.0.1:16444" } }],
       contexts: [{ context: { cluster: "airlock", user: "airlock", namespace: "dev" } }],
       users: [
         {

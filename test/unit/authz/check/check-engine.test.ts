@@ -38,6 +38,10 @@ const agentIdentity: AgentIdentity = {
 
 function verifyToken(token: string): Promise<VerifyTokenResult> {
   if (token === "good") return Promise.resolve({ ok: true, identity: agentIdentity });
+  if (token === "scoped") {
+    return Promise.resolve({ ok: true, identity: { ...agentIdentity, claims: { airlock_scope: { namespaces: ["team-a"], readOnly: true } } } });
+  }
+  if (token === "bad-scope") return Promise.resolve({ ok: true, identity: { ...agentIdentity, claims: { airlock_scope: { readOnly: "yes" } } } });
   return Promise.resolve({ ok: false, code: "TOKEN_EXPIRED", message: "token expired 10s ago" });
 }
 
@@ -208,6 +212,24 @@ describe("policy effects", () => {
     expect(outcome.httpStatus).toBe(400);
     const badEscape = asDeny(await run(harness(), request("GET", "/api/v1/namespaces/a%zz/pods")));
     expect(badEscape.code).toBe("BAD_REQUEST");
+  });
+});
+
+describe("token scope (token exchange)", () => {
+  it("only narrows: reads inside the scope are allowed, anything outside is denied before the policy", async () => {
+    const h = harness();
+    expect((await run(h, request("GET", "/api/v1/namespaces/team-a/pods", { authorization: "Bearer scoped" }))).code).toBe("ALLOWED");
+    const otherNamespace = asDeny(await run(h, request("GET", "/api/v1/namespaces/team-b/pods", { authorization: "Bearer scoped" })));
+    expect(otherNamespace.status.message).toContain("outside the token's scope");
+    const write = asDeny(await run(h, request("DELETE", "/api/v1/namespaces/team-a/pods/p", { authorization: "Bearer scoped" })));
+    expect(write.code).toBe("DENIED");
+    // The scope never widens: a read the policy denies stays denied inside the scope.
+    expect((await run(h, request("GET", "/api/v1/namespaces/team-a/pods/p/exec?command=sh", { authorization: "Bearer scoped", connection: "Upgrade", upgrade: "websocket" }))).code).not.toBe("ALLOWED");
+  });
+
+  it("refuses a malformed scope claim", async () => {
+    const outcome = asDeny(await run(harness(), request("GET", "/api/v1/namespaces/team-a/pods", { authorization: "Bearer bad-scope" })));
+    expect(outcome.code).toBe("UNAUTHENTICATED");
   });
 });
 

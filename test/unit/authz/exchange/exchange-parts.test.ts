@@ -148,13 +148,15 @@ describe("credential plugin helpers", () => {
   it("builds a kubeconfig whose user is the exec plugin", () => {
     const document = buildAgentKubeconfig({
       name: "airlock",
-      sidecarUrl: "http://127.0.0.1:16444",
+      sidecarUrl: "https://127.0.0.1:16444",
+      certificateAuthorityPem: "-----BEGIN CERTIFICATE-----\nx\n-----END CERTIFICATE-----\n",
+      tlsServerName: "sidecar.local",
       command: "airlock",
       commandArgs: [],
       credentialArgs: ["--server", "https://airlock", "--subject-token-file", "/var/run/token"],
     });
     expect(document).toMatchObject({
-      clusters: [{ cluster: { server: "http://127.0.0.1:16444" } }],
+      clusters: [{ cluster: { server: "https://127.0.0.1:16444", "certificate-authority-data": expect.stringMatching(/^LS0t/) as string, "tls-server-name": "sidecar.local" } }],
       users: [{ user: { exec: { command: "airlock", args: ["credential", "--server", "https://airlock", "--subject-token-file", "/var/run/token"], interactiveMode: "Never", provideClusterInfo: false } } }],
     });
     expect(JSON.stringify(document)).not.toMatch(/token"\s*:/);
