@@ -144,7 +144,7 @@ export async function startAirlock(config: AirlockConfig, options: StartOptions 
           ? await openEmbeddedKeyRing({ ...window, stateDir: config.stateDir, rotateAfterDays: exchange.keys.rotateAfterDays })
           : await openDirectoryKeyRing({ ...window, path: exchange.keys.path, reloadIntervalMs: exchange.keys.reloadIntervalMs });
       const ring = exchangeKeys;
-      closers.push(() => ring.close());
+      closers.push(() => { ring.close(); });
     }
 
     // Identity: agent and approver verifiers; remote keys are fetched now, not on the first request.

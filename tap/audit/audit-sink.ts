@@ -89,7 +89,10 @@ class Sink implements SpoolingAuditSink {
   private readonly heldByRequest = new Map<string, string>();
   private spoolError: string | undefined;
   private appended = 0;
+  /** Rows the store has confirmed. */
   private committed = 0;
+  /** Rows the store has confirmed AND the cursor on disk has moved past (what flush() waits for). */
+  private persisted = 0;
   private delivered = 0;
   private failures = 0;
   private corrupt = 0;
@@ -452,6 +455,8 @@ class Sink implements SpoolingAuditSink {
 
   /** The cursor on disk is at or past `to`: segments wholly before it can go, flushes up to it are done. */
   private afterPersisted(to: SpoolPosition): void {
+    // Called before the next batch is counted, so everything confirmed so far is covered by the cursor.
+    this.persisted = this.committed;
     const firstHeld = this.held.values().next().value;
     this.spool.deleteSegmentsBelow(Math.min(to.segment, firstHeld?.segment ?? Number.MAX_SAFE_INTEGER));
     this.resolveFlushWaiters();
@@ -513,7 +518,7 @@ class Sink implements SpoolingAuditSink {
   private resolveFlushWaiters(): void {
     for (let i = this.flushWaiters.length - 1; i >= 0; i--) {
       const waiter = this.flushWaiters[i];
-      if (waiter !== undefined && this.committed >= waiter.target) {
+      if (waiter !== undefined && this.persisted >= waiter.target) {
         this.flushWaiters.splice(i, 1);
         waiter.resolve();
       }
@@ -521,7 +526,7 @@ class Sink implements SpoolingAuditSink {
   }
 
   flush(): Promise<void> {
-    if (this.committed >= this.appended) return Promise.resolve();
+    if (this.persisted >= this.appended) return Promise.resolve();
     return new Promise((resolve) => {
       this.flushWaiters.push({ target: this.appended, resolve });
       this.wake?.();

@@ -1,7 +1,7 @@
 /**
  * @module test/helpers/e2e-stack
- * The whole Airlock path on real parts for end-to-end tests: real kube-apiserver (test bed), Airlock
- * (startAirlock, tokenRequest credentials), the Envoy-faithful gateway for envoy/sidecar.yaml, and real kubectl.
+ * The whole Airlock path on real parts for end-to-end tests: real kube-apiserver (test bed), Airlock (startAirlock,
+ * tokenRequest credentials), the Envoy-faithful gateway for envoy/sidecar.yaml behind a loopback TLS front, real kubectl.
  */
 import { spawn, spawnSync } from "node:child_process";
 import { randomBytes, randomUUID } from "node:crypto";
@@ -333,7 +333,8 @@ export async function startE2eStack(options: E2eStackOptions): Promise<E2eStack>
     }
     await Promise.all(namespaces.map((ns) => admin(["delete", "namespace", ns, "--wait=false", "--ignore-not-found"])));
     if (startedHere) await stopTestbed();
-    rmSync(dir, { recursive: true, force: true });
+    // Retries: a child that just exited (kubectl cache, chDB background merges) may still be finishing a write.
+    rmSync(dir, { recursive: true, force: true, maxRetries: 5, retryDelay: 200 });
   };
 
   try {
@@ -364,7 +365,7 @@ export async function startE2eStack(options: E2eStackOptions): Promise<E2eStack>
         audit: {
           fsync: "never",
           batchMaxDelayMs: 100,
-          // Upgraded streams (exec) never reach ext_proc, so their decision row waits for no exchange for long.
+          // Upgraded streams (exec) never reach ext_proc: their decision row is written only once this hold ends.
           exchangeTimeoutMs: 3_000,
         },
       },
