@@ -16,7 +16,7 @@ export class TextStreamMasker implements BodyMasker {
 
   constructor(private readonly config: MaskConfig) {
     this.framed = new FramedStreamMasker(
-      (line, terminated) => this.maskLine(line, terminated),
+      (line) => this.maskLine(line),
       config.maxWatchEventBytes,
       "event_too_large",
     );
@@ -30,17 +30,16 @@ export class TextStreamMasker implements BodyMasker {
     return this.framed.end();
   }
 
-  private maskLine(line: Buffer, terminated: boolean): LineMaskResult {
-    if (!this.config.maskLogs) return { ok: true, out: terminated ? withNewline(line) : line, maskedCount: 0 };
-    let text = line.toString("utf8");
+  private maskLine(line: string): LineMaskResult {
+    if (!this.config.maskLogs) return UNCHANGED;
+    let text = line;
     let prefix = "";
     let maskedCount = 0;
     if (this.inPem) {
       const end = findPemEnd(text);
       if (end === -1) {
         // The whole line is key material: emit only a placeholder so line counts stay meaningful.
-        const masked = maskedPlaceholder(text, this.config);
-        return { ok: true, out: Buffer.from(terminated ? `${masked}\n` : masked, "utf8"), maskedCount: 1 };
+        return { ok: true, masked: maskedPlaceholder(text, this.config), maskedCount: 1 };
       }
       this.inPem = false;
       prefix = maskedPlaceholder(text.slice(0, end), this.config);
@@ -53,14 +52,9 @@ export class TextStreamMasker implements BodyMasker {
     const result = maskText(text, this.config);
     maskedCount += result.maskedCount;
     if (result.unterminatedPem) this.inPem = true;
-    if (maskedCount === 0) return { ok: true, out: terminated ? withNewline(line) : line, maskedCount: 0 };
-    const out = prefix + result.text;
-    return { ok: true, out: Buffer.from(terminated ? `${out}\n` : out, "utf8"), maskedCount };
+    if (maskedCount === 0) return UNCHANGED;
+    return { ok: true, masked: prefix + result.text, maskedCount };
   }
 }
 
-function withNewline(line: Buffer): Buffer {
-  return Buffer.concat([line, NEWLINE]);
-}
-
-const NEWLINE = Buffer.from("\n");
+const UNCHANGED: LineMaskResult = Object.freeze({ ok: true, masked: undefined, maskedCount: 0 });

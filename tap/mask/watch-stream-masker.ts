@@ -9,20 +9,18 @@ import { maskKubeDocument, type MaskWalk } from "./mask-kube-object.js";
 import type { BodyMasker, StreamMaskResult } from "./mask-result.js";
 import { maskFailure } from "./mask-result.js";
 
-const NEWLINE_BUFFER = Buffer.from("\n");
+/** True for an empty or whitespace-only line (kube-apiserver never sends one; tolerated, passed as is). */
+function isBlank(line: string): boolean {
+  // Every event starts with "{": skip trim() (an allocation per line) in the common case.
+  return line.charCodeAt(0) !== 0x7b && line.trim() === "";
+}
 
 /** Masks one watch event line (without its newline). Exported for tests and the CLI. */
-export function maskWatchEventLine(
-  line: Buffer,
-  terminated: boolean,
-  fallbackKind: string | undefined,
-  config: MaskConfig,
-): LineMaskResult {
-  const text = line.toString("utf8");
-  if (text.trim() === "") return { ok: true, out: terminated ? Buffer.concat([line, NEWLINE_BUFFER]) : line, maskedCount: 0 };
+export function maskWatchEventLine(line: string, fallbackKind: string | undefined, config: MaskConfig): LineMaskResult {
+  if (isBlank(line)) return UNCHANGED;
   let event: unknown;
   try {
-    event = JSON.parse(text);
+    event = JSON.parse(line);
   } catch {
     return maskFailure("unparseable_watch_event", "a watch event is not valid JSON");
   }
@@ -31,20 +29,17 @@ export function maskWatchEventLine(
   }
   const type = (event as { type?: unknown }).type;
   const isEvent = typeof type === "string" && "object" in event;
-  if (isEvent && (type === "BOOKMARK" || type === "ERROR")) {
-    return { ok: true, out: terminated ? Buffer.concat([line, NEWLINE_BUFFER]) : line, maskedCount: 0 };
-  }
+  if (isEvent && (type === "BOOKMARK" || type === "ERROR")) return UNCHANGED;
   // Any other type (including unknown future ones) is treated like ADDED: its object is masked. A line
   // that is not an event envelope at all (a named GET with ?watch=true answers with the plain object,
   // errors answer with a Status) is masked as a whole document, never passed as "not an event".
   const walk: MaskWalk = { config, maskedCount: 0 };
   maskKubeDocument(isEvent ? (event as { object?: unknown }).object : event, fallbackKind, walk);
-  if (walk.maskedCount === 0) {
-    return { ok: true, out: terminated ? Buffer.concat([line, NEWLINE_BUFFER]) : line, maskedCount: 0 };
-  }
-  const masked = JSON.stringify(event);
-  return { ok: true, out: Buffer.from(terminated ? `${masked}\n` : masked, "utf8"), maskedCount: walk.maskedCount };
+  if (walk.maskedCount === 0) return UNCHANGED;
+  return { ok: true, masked: JSON.stringify(event), maskedCount: walk.maskedCount };
 }
+
+const UNCHANGED: LineMaskResult = Object.freeze({ ok: true, masked: undefined, maskedCount: 0 });
 
 /**
  * `push(chunk)` returns the masked bytes of every event completed by this chunk (possibly none);
@@ -55,7 +50,7 @@ export class WatchStreamMasker implements BodyMasker {
 
   constructor(config: MaskConfig, fallbackKind?: string) {
     this.framed = new FramedStreamMasker(
-      (line, terminated) => maskWatchEventLine(line, terminated, fallbackKind, config),
+      (line) => maskWatchEventLine(line, fallbackKind, config),
       config.maxWatchEventBytes,
       "event_too_large",
     );

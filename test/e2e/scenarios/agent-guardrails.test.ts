@@ -18,6 +18,8 @@ interface Expected {
 }
 
 let stack: E2eStack;
+/** Set once beforeAll got a stack: afterAll must not hide a failed start behind a TypeError. */
+let started = false;
 let approverToken: string;
 /** A namespace the agent may only read. */
 let ns: string;
@@ -42,6 +44,7 @@ function statusMessage(body: string): string {
 
 beforeAll(async () => {
   stack = await startE2eStack({ name: "guardrails" });
+  started = true;
   approverToken = await stack.issueApproverToken("sre-alice");
   ns = await stack.createNamespace("e2e-guard");
   prodNs = await stack.createNamespace("prod-e2e");
@@ -54,7 +57,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  await stack.close();
+  if (started) await stack.close();
 });
 
 describe("an agent session through Airlock", () => {

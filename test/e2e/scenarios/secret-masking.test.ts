@@ -20,6 +20,8 @@ interface SecretObject {
 }
 
 let stack: E2eStack;
+/** Set once beforeAll got a stack: afterAll must not hide a failed start behind a TypeError. */
+let started = false;
 let ns: string;
 /** Every value planted in a Secret; none may appear in any output, plain or base64. */
 const planted: string[] = [];
@@ -108,6 +110,7 @@ async function mustAdmin(args: readonly string[], stdin?: string): Promise<void>
 
 beforeAll(async () => {
   stack = await startE2eStack({ name: "secrets" });
+  started = true;
   ns = await stack.createNamespace("e2e-secrets");
   // Created straight at the API server as the admin: the planted values never pass the gateway on the way in.
   await mustAdmin(["-n", ns, "create", "secret", "generic", "db", `--from-literal=password=${plant()}`, `--from-literal=api-key=${plant()}`]);
@@ -124,7 +127,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  await stack.close();
+  if (started) await stack.close();
 });
 
 describe("Secret values through kubectl", () => {

@@ -39,6 +39,9 @@ const EXT_PROC_PER_ROUTE = "envoy.extensions.filters.http.ext_proc.v3.ExtProcPer
 const ROUTER = "envoy.extensions.filters.http.router.v3.Router";
 const HTTP_OPTIONS = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
 const UPSTREAM_TLS = "envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext";
+const DOWNSTREAM_TLS = "envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext";
+/** TlsParameters.TlsProtocol names in ascending order (TLS_AUTO is resolved by the caller). */
+const TLS_VERSIONS = ["TLSv1_0", "TLSv1_1", "TLSv1_2", "TLSv1_3"];
 const KUBE_MAX_BODY_BYTES = 3 * 1024 * 1024;
 
 /** Request targets kubectl/client-go send, and whether kube-apiserver treats them as long-running. */
@@ -236,6 +239,35 @@ function invariantViolations(doc: JsonObject): string[] {
     const limit = pick(listener, "per_connection_buffer_limit_bytes");
     if (typeof limit !== "number" || limit < KUBE_MAX_BODY_BYTES) fail(`listener ${str(pick(listener, "name"))}: per_connection_buffer_limit_bytes must hold a 3 MiB body`);
   }
+
+  // The agent-facing listener speaks TLS, on loopback too: client-go applies a kubeconfig's user credentials
+  // (token, tokenFile, exec plugin) only to TLS transports, so a plaintext listener never sees the agent's JWT.
+  for (const listener of asArray(pick(doc, "static_resources", "listeners"))) {
+    asArray(pick(listener, "filter_chains")).forEach((chain, i) => {
+      const at = `listener ${str(pick(listener, "name"))} filter_chains[${i}]`;
+      const tls = asObject(pick(chain, "transport_socket", "typed_config"));
+      if (str(pick(chain, "transport_socket", "name")) !== "envoy.transport_sockets.tls" || anyTypeName(tls) !== DOWNSTREAM_TLS) {
+        fail(`${at}: the agent listener must terminate TLS (transport_socket envoy.transport_sockets.tls with a DownstreamTlsContext)`);
+        return;
+      }
+      const common = pick(tls, "common_tls_context");
+      const min = str(pick(common, "tls_params", "tls_minimum_protocol_version"));
+      if (min !== "TLSv1_2" && min !== "TLSv1_3") fail(`${at}: tls_minimum_protocol_version must be explicit and at least TLSv1_2`);
+      const max = str(pick(common, "tls_params", "tls_maximum_protocol_version"));
+      if (max !== undefined && max !== "TLS_AUTO" && TLS_VERSIONS.indexOf(max) < TLS_VERSIONS.indexOf(min ?? "TLSv1_2")) {
+        fail(`${at}: tls_maximum_protocol_version is below the minimum`);
+      }
+      const certs = asArray(pick(common, "tls_certificates"));
+      if (certs.length === 0) fail(`${at}: the listener needs a server certificate (tls_certificates)`);
+      for (const cert of certs) {
+        if (str(pick(cert, "private_key", "filename")) === undefined) {
+          fail(`${at}: the private key must come from a file mounted into the Envoy container only, never inline in the config`);
+        }
+      }
+      // WebSocket upgrades (exec/attach/port-forward) are HTTP/1.1; h2 would need extended CONNECT.
+      if (!asArray(pick(common, "alpn_protocols")).includes("http/1.1")) fail(`${at}: ALPN must offer http/1.1 (the WebSocket upgrades need it)`);
+    });
+  }
   return v;
 }
 
@@ -283,6 +315,21 @@ describe("envoy/*.yaml decode as envoy.config.bootstrap.v3.Bootstrap", () => {
 
 describe("sidecar.yaml specifics", () => {
   const { json } = loadEnvoyBootstrapFile(sidecarPath);
+
+  it("terminates TLS on loopback with HTTP/1.1 only and the key from the Envoy-only mount", () => {
+    const listener = asArray(pick(json, "static_resources", "listeners"))[0];
+    const tls = asObject(pick(listener, "filter_chains", 0, "transport_socket", "typed_config"));
+    expect(anyTypeName(tls)).toBe(DOWNSTREAM_TLS);
+    // h2 would carry WebSocket only with extended CONNECT (RFC 8441), which kubectl's dialer does not do.
+    expect(pick(tls, "common_tls_context", "alpn_protocols")).toEqual(["http/1.1"]);
+    expect(pick(tls, "common_tls_context", "tls_params")).toEqual({ tls_minimum_protocol_version: "TLSv1_2", tls_maximum_protocol_version: "TLSv1_3" });
+    expect(pick(tls, "common_tls_context", "tls_certificates")).toEqual([
+      { certificate_chain: { filename: "/etc/airlock/sidecar-tls/tls.crt" }, private_key: { filename: "/etc/airlock/sidecar-tls/tls.key" } },
+    ]);
+    // No client certificates: the agent authenticates with its JWT.
+    expect(pick(tls, "require_client_certificate")).toBeUndefined();
+    expect(pick(tls, "common_tls_context", "validation_context")).toBeUndefined();
+  });
 
   it("listens on loopback only and has no admin interface", () => {
     for (const listener of asArray(pick(json, "static_resources", "listeners"))) {
@@ -350,6 +397,26 @@ describe("invariant checks bite", () => {
   it.each(cases)("%s", (_label, from, to, expected) => {
     const { json } = decodeEnvoyYaml(mutate(sidecarText, from, to), "mutated.yaml");
     expect(invariantViolations(json).join("\n")).toMatch(expected);
+  });
+
+  it.each([
+    ["TLS 1.0 allowed", "tls_minimum_protocol_version: TLSv1_2\n                  tls_maximum_protocol_version: TLSv1_3", "tls_minimum_protocol_version: TLSv1_0\n                  tls_maximum_protocol_version: TLSv1_3", /at least TLSv1_2/],
+    ["no explicit minimum version", "tls_minimum_protocol_version: TLSv1_2\n                  tls_maximum_protocol_version: TLSv1_3", "tls_maximum_protocol_version: TLSv1_3", /at least TLSv1_2/],
+    ["maximum below minimum", "tls_minimum_protocol_version: TLSv1_2\n                  tls_maximum_protocol_version: TLSv1_3", "tls_minimum_protocol_version: TLSv1_3\n                  tls_maximum_protocol_version: TLSv1_2", /below the minimum/],
+    ["h2-only ALPN", 'alpn_protocols: ["http/1.1"]\n                tls_certificates', 'alpn_protocols: ["h2"]\n                tls_certificates', /ALPN must offer http\/1\.1/],
+    ["an inline private key", "private_key: { filename: /etc/airlock/sidecar-tls/tls.key }", 'private_key: { inline_string: "-----BEGIN PRIVATE KEY-----" }', /never inline/],
+    ["no server certificate", "tls_certificates:\n                  - certificate_chain: { filename: /etc/airlock/sidecar-tls/tls.crt }\n                    private_key: { filename: /etc/airlock/sidecar-tls/tls.key }", "tls_certificates: []", /needs a server certificate/],
+  ] as const)("agent listener TLS: %s", (_label, from, to, expected) => {
+    const { json } = decodeEnvoyYaml(mutate(sidecarText, from, to), "mutated.yaml");
+    expect(invariantViolations(json).join("\n")).toMatch(expected);
+  });
+
+  it("flags a plaintext agent listener (client-go would never send the agent's token)", () => {
+    const plaintext = sidecarText.replace(/\n {8}- transport_socket:\n[\s\S]*?\n {10}filters:\n/, "\n        - filters:\n");
+    expect(plaintext).not.toBe(sidecarText);
+    const { json } = decodeEnvoyYaml(plaintext, "mutated.yaml");
+    expect(pick(json, "static_resources", "listeners", 0, "filter_chains", 0, "transport_socket")).toBeUndefined();
+    expect(invariantViolations(json)).toEqual([expect.stringMatching(/must terminate TLS/)]);
   });
 
   it("flags a TCP admin interface", () => {
