@@ -82,7 +82,7 @@ export function encodeRecord(kind: SpoolRecordKind, payload: string): string {
   return `${crc32(body).toString(16).padStart(8, "0")}${body}\n`;
 }
 
-/** Delivered records of one written group: file offset of each line and a view of its JSONEachRow line. */
+/** Delivered records of one written group: offset of each line in the group, and a view of its JSONEachRow line. */
 interface SealedRows {
   readonly starts: number[];
   readonly lines: Buffer[];
@@ -91,7 +91,7 @@ interface SealedRows {
 
 /**
  * Fill in the CRC of every record in buf, which holds whole lines whose first 8 bytes are a placeholder,
- * and collect the delivered ones (base: the file offset buf will be written at). Computing the CRC over the
+ * and collect the delivered ones. Computing the CRC over the
  * encoded bytes costs one UTF-8 encoding per group instead of one per record and checksum.
  */
 function sealRecords(buf: Buffer): SealedRows {
@@ -485,15 +485,16 @@ export class AuditSpool {
       // Binary search for the first row at or after `from` (only the first group can start mid-way).
       let i = 0;
       if (group.segment === from.segment && from.offset > group.from) {
+        const within = from.offset - group.from;
         let hi = starts.length;
         while (i < hi) {
           const mid = (i + hi) >>> 1;
-          if ((starts[mid] ?? 0) < from.offset) i = mid + 1;
+          if ((starts[mid] ?? 0) < within) i = mid + 1;
           else hi = mid;
         }
       }
       for (; i < starts.length; i++) {
-        const start = starts[i] ?? 0;
+        const start = (starts[i] ?? 0);
         if (comparePositions({ segment: group.segment, offset: start }, until) >= 0) {
           return { from, to: until, requests, approvals, corruptRecords: 0 };
         }

@@ -114,7 +114,8 @@ export function maskKubeObject(obj: JsonObject, kind: string | undefined, walk: 
 function maskSecret(secret: JsonObject, walk: MaskWalk): void {
   const data = secret.data;
   if (isObject(data)) {
-    for (const key of Object.keys(data)) {
+    // for...in: no key array per Secret (JSON.parse objects have only own, enumerable keys).
+    for (const key in data) {
       const value = data[key];
       if (typeof value === "string" && !isMaskedPlaceholder(value)) {
         data[key] = maskBase64Value(value, walk.config);
@@ -229,12 +230,12 @@ export function maskEmbeddedJson(text: string, walk: MaskWalk): string {
   return JSON.stringify(parsed) + (text.endsWith("\n") ? "\n" : "");
 }
 
-const CONTAINER_LISTS = ["containers", "initContainers", "ephemeralContainers"] as const;
-
 /**
  * Finds pod specs anywhere in an object (Pod.spec, *.spec.template.spec, CronJob jobTemplate,
  * ControllerRevision data, PodTemplate.template, template-bearing custom resources) by their
  * container lists, and masks literal env values and inline args.
+ * Visits every object: `for...in` (no key array per object) and named loads of the three list names
+ * keep this walk from costing more than the parse on large lists.
  */
 function maskPodTemplatesDeep(value: unknown, walk: MaskWalk, depth: number): void {
   if (depth > 100) throw new RangeError("object nesting too deep to inspect");
@@ -243,14 +244,18 @@ function maskPodTemplatesDeep(value: unknown, walk: MaskWalk, depth: number): vo
     return;
   }
   if (!isObject(value)) return;
-  for (const listName of CONTAINER_LISTS) {
-    const containers = value[listName];
-    if (Array.isArray(containers)) for (const container of containers) if (isObject(container)) maskContainer(container, walk);
-  }
-  for (const key of Object.keys(value)) {
+  maskContainerList(value.containers, walk);
+  maskContainerList(value.initContainers, walk);
+  maskContainerList(value.ephemeralContainers, walk);
+  for (const key in value) {
     const child = value[key];
     if (typeof child === "object" && child !== null) maskPodTemplatesDeep(child, walk, depth + 1);
   }
+}
+
+function maskContainerList(containers: unknown, walk: MaskWalk): void {
+  if (!Array.isArray(containers)) return;
+  for (const container of containers) if (isObject(container)) maskContainer(container, walk);
 }
 
 function maskContainer(container: JsonObject, walk: MaskWalk): void {

@@ -129,7 +129,7 @@ const THREE_HEX_GROUP: readonly string[] = Array.from({ length: 4096 }, (_, bits
 
 /** base64 of `airlock:masked:sha256:` + the first 4 digest bytes in hex, from the table pieces. */
 function base64Sha256Placeholder(digest: string): string {
-  // `digest` is the latin1 form of the raw digest: one character per byte.
+  // `digest` is the "binary" (latin1) form of the raw digest: one character per byte, no hex string.
   const b0 = digest.charCodeAt(0);
   const b1 = digest.charCodeAt(1);
   const b2 = digest.charCodeAt(2);
@@ -147,7 +147,7 @@ function base64Sha256Placeholder(digest: string): string {
  */
 export function maskBase64Value(base64: string, config: MaskConfig): string {
   const decoded = decodeBase64Transient(base64);
-  if (config.fingerprintKey === undefined) return base64Sha256Placeholder(hash("sha256", decoded, "latin1"));
+  if (config.fingerprintKey === undefined) return base64Sha256Placeholder(hash("sha256", decoded, "binary"));
   return HMAC_HEAD.encodedHead + base64OfLatin1(HMAC_HEAD.plainTail + fingerprintOf(decoded, config));
 }
 

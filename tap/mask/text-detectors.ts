@@ -13,52 +13,89 @@ import { MASK_MARKER, maskedPlaceholder } from "./masked-value.js";
  * at most one run per start position, and starts are at most one per run: O(n) per pattern.
  * PEM blocks are found with indexOf, not with a lazy `[\s\S]*?`, which is quadratic on many BEGINs.
  */
-interface RegexDetector {
+export interface RegexDetector {
   readonly name: Exclude<TextDetectorName, "pemPrivateKey">;
   readonly pattern: RegExp;
   /** Capture group holding the secret part; 0 = the whole match. */
   readonly secretGroup: number;
+  /**
+   * Cheap necessary condition: false only when `pattern` cannot match anywhere in the text. Each one
+   * checks literals that every match must contain (a prefix of the pattern, or a literal all its
+   * alternatives share), with the pattern's own case rule or looser. Most strings (env values, log
+   * lines without credentials) then cost a few `includes` instead of a regex scan per detector.
+   */
+  readonly mayMatch: (text: string) => boolean;
 }
 
-const REGEX_DETECTORS: readonly RegexDetector[] = [
+const PASSWORD_KEYWORDS = "password|passwd|pwd|passphrase|secret|client[_-]?secret|api[_-]?key|access[_-]?token|auth[_-]?token|account[_-]?key";
+const AWS_SECRET_KEY_NAME = "aws_?secret(?:_?access)?_?key";
+const AWS_KEY_ID_PREFIX = "AKIA|ASIA|ABIA|ACCA";
+const GITHUB_PREFIX = "gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{22,}";
+const SLACK_PREFIX = "xox[abposr]-[A-Za-z0-9-]{10,}|https:\\/\\/hooks\\.slack\\.com\\/services\\/[A-Za-z0-9/_-]+";
+
+const PASSWORD_KEYWORD_ANYWHERE = new RegExp(PASSWORD_KEYWORDS, "i");
+const AWS_SECRET_KEY_NAME_ANYWHERE = new RegExp(AWS_SECRET_KEY_NAME, "i");
+const AWS_KEY_ID_PREFIX_ANYWHERE = new RegExp(AWS_KEY_ID_PREFIX);
+const GITHUB_PREFIX_ANYWHERE = /gh[pousr]_|github_pat_/;
+const SLACK_PREFIX_ANYWHERE = /xox[abposr]-|https:\/\/hooks\.slack\.com\/services\//;
+const BEARER_ANYWHERE = /bearer[ \t]/i;
+
+/** Exported (read-only) for the prefilter property tests. */
+export const REGEX_DETECTORS: readonly RegexDetector[] = [
   {
     name: "jwt",
     pattern: /(?<![A-Za-z0-9_-])eyJ[A-Za-z0-9_-]+\.eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*/g,
     secretGroup: 0,
+    mayMatch: (text) => text.includes(".eyJ"),
   },
-  { name: "awsAccessKeyId", pattern: /(?<![A-Z0-9])(?:AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16}(?![A-Z0-9])/g, secretGroup: 0 },
+  {
+    name: "awsAccessKeyId",
+    pattern: new RegExp(`(?<![A-Z0-9])(?:${AWS_KEY_ID_PREFIX})[A-Z0-9]{16}(?![A-Z0-9])`, "g"),
+    secretGroup: 0,
+    mayMatch: (text) => AWS_KEY_ID_PREFIX_ANYWHERE.test(text),
+  },
   {
     name: "awsSecretAccessKey",
-    pattern: /(aws_?secret(?:_?access)?_?key["']?[ \t]{0,5}[:=][ \t]{0,5}["']?)([A-Za-z0-9/+=]{40})(?![A-Za-z0-9/+=])/gi,
+    pattern: new RegExp(`(${AWS_SECRET_KEY_NAME}["']?[ \\t]{0,5}[:=][ \\t]{0,5}["']?)([A-Za-z0-9/+=]{40})(?![A-Za-z0-9/+=])`, "gi"),
     secretGroup: 2,
+    mayMatch: (text) => AWS_SECRET_KEY_NAME_ANYWHERE.test(text),
   },
-  { name: "gcpApiKey", pattern: /(?<![A-Za-z0-9_-])AIza[0-9A-Za-z_-]{35}(?![A-Za-z0-9_-])/g, secretGroup: 0 },
+  {
+    name: "gcpApiKey",
+    pattern: /(?<![A-Za-z0-9_-])AIza[0-9A-Za-z_-]{35}(?![A-Za-z0-9_-])/g,
+    secretGroup: 0,
+    mayMatch: (text) => text.includes("AIza"),
+  },
   {
     name: "githubToken",
-    pattern: /(?<![A-Za-z0-9_])(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{22,})/g,
+    pattern: new RegExp(`(?<![A-Za-z0-9_])(?:${GITHUB_PREFIX})`, "g"),
     secretGroup: 0,
+    mayMatch: (text) => GITHUB_PREFIX_ANYWHERE.test(text),
   },
   {
     name: "slackToken",
-    pattern: /(?<![A-Za-z0-9-])(?:xox[abposr]-[A-Za-z0-9-]{10,}|https:\/\/hooks\.slack\.com\/services\/[A-Za-z0-9/_-]+)/g,
+    pattern: new RegExp(`(?<![A-Za-z0-9-])(?:${SLACK_PREFIX})`, "g"),
     secretGroup: 0,
+    mayMatch: (text) => SLACK_PREFIX_ANYWHERE.test(text),
   },
   {
     name: "bearerToken",
     // At least 16 token characters so prose ("the bearer of bad news") does not match.
     pattern: /(?<![A-Za-z0-9])(bearer[ \t]{1,5})([A-Za-z0-9._~+/=-]{16,})/gi,
     secretGroup: 2,
+    mayMatch: (text) => BEARER_ANYWHERE.test(text),
   },
   {
     name: "urlPassword",
     pattern: /(?<![A-Za-z0-9+.-])([a-z][a-z0-9+.-]{0,20}:\/\/[^\s:/?#@"'<>]{1,256}:)([^\s/?#@"'<>]{1,256})@/gi,
     secretGroup: 2,
+    mayMatch: (text) => text.includes("://") && text.includes("@"),
   },
   {
     name: "passwordAssignment",
-    pattern:
-      /(?<![A-Za-z0-9])((?:password|passwd|pwd|passphrase|secret|client[_-]?secret|api[_-]?key|access[_-]?token|auth[_-]?token|account[_-]?key)["']?[ \t]{0,3}[:=][ \t]{0,3}["']?)([^\s"',;&]+)/gi,
+    pattern: new RegExp(`(?<![A-Za-z0-9])((?:${PASSWORD_KEYWORDS})["']?[ \\t]{0,3}[:=][ \\t]{0,3}["']?)([^\\s"',;&]+)`, "gi"),
     secretGroup: 2,
+    mayMatch: (text) => (text.includes("=") || text.includes(":")) && PASSWORD_KEYWORD_ANYWHERE.test(text),
   },
 ];
 
@@ -84,7 +121,7 @@ export function maskText(text: string, config: MaskConfig): TextMaskResult {
     unterminatedPem = pem.unterminatedPem;
   }
   for (const detector of REGEX_DETECTORS) {
-    if (!config.detectors[detector.name]) continue;
+    if (!config.detectors[detector.name] || !detector.mayMatch(out)) continue;
     detector.pattern.lastIndex = 0;
     if (!detector.pattern.test(out)) continue;
     out = out.replace(detector.pattern, (match: string, ...groups: unknown[]) => {

@@ -2,12 +2,13 @@
  * @module test/gateway/envoy-faithful-gateway
  * A test-only HTTP gateway that calls ext_authz and ext_proc over real gRPC exactly as Envoy would for envoy/sidecar.yaml.
  */
-import { randomBytes, randomUUID } from "node:crypto";
+import { X509Certificate, randomBytes, randomUUID } from "node:crypto";
 import { readFileSync } from "node:fs";
 import * as http from "node:http";
 import * as http2 from "node:http2";
 import * as https from "node:https";
 import * as net from "node:net";
+import * as tls from "node:tls";
 import { Duplex } from "node:stream";
 import * as grpc from "@grpc/grpc-js";
 import { loadEnvoyServices } from "../../protos/load.js";
@@ -36,6 +37,7 @@ import {
   selectRoute,
   selectVirtualHost,
   type BodySendMode,
+  type DownstreamTlsSettings,
   type ExtProcSettings,
   type GatewaySettings,
   type ProcessingModeSettings,
@@ -62,13 +64,35 @@ export interface EnvoyFaithfulGatewayOptions {
    * SNI and certificate name checks, like the cluster's UpstreamTlsContext `sni` + SAN matcher.
    */
   readonly upstream: { readonly url: string; readonly caFile?: string; readonly ca?: Buffer; readonly servername?: string };
-  readonly listen?: { readonly host: "127.0.0.1"; readonly port: 0 };
+  readonly listen?: {
+    readonly host: "127.0.0.1";
+    readonly port: 0;
+    /**
+     * The contents of the listener's DownstreamTlsContext certificate_chain / private_key files (which name
+     * paths inside the Envoy container). Required exactly when the settings carry a DownstreamTlsContext.
+     */
+    readonly tls?: { readonly cert: Buffer; readonly key: Buffer };
+  };
 }
 
 export interface EnvoyFaithfulGateway {
+  /** `https://127.0.0.1:<port>` when the listener has a DownstreamTlsContext, else `http://…`. */
   readonly url: string;
   readonly port: number;
   close(): Promise<void>;
+}
+
+export type EnvoyFaithfulGatewayErrorCode = "tls_material_missing" | "tls_material_unexpected" | "tls_material_invalid";
+
+/** Refusals to start; never carries certificate or key bytes. */
+export class EnvoyFaithfulGatewayError extends Error {
+  constructor(
+    readonly code: EnvoyFaithfulGatewayErrorCode,
+    detail: string,
+  ) {
+    super(`${code}: ${detail}`);
+    this.name = "EnvoyFaithfulGatewayError";
+  }
 }
 
 const EXT_AUTHZ_NAMESPACE = "envoy.filters.http.ext_authz";
@@ -163,8 +187,9 @@ class HttpOneDownstream implements Downstream {
   constructor(
     private readonly req: http.IncomingMessage,
     private readonly res: http.ServerResponse,
+    secure: boolean,
   ) {
-    this.headers = requestHeaderList(req);
+    this.headers = requestHeaderList(req, secure);
     const te = req.headers["transfer-encoding"];
     const cl = Number(req.headers["content-length"] ?? "0");
     this.endStream = te === undefined && !(cl > 0);
@@ -212,12 +237,13 @@ class HttpOneDownstream implements Downstream {
   }
 }
 
-function requestHeaderList(req: http.IncomingMessage): HeaderList {
+/** HTTP/1 carries no :scheme; Envoy sets it from the connection's encryption (ConnectionManagerUtility::mutateRequestHeaders). */
+function requestHeaderList(req: http.IncomingMessage, secure: boolean): HeaderList {
   const list = new HeaderList([
     [":authority", req.headers.host ?? ""],
     [":path", req.url ?? "/"],
     [":method", req.method ?? "GET"],
-    [":scheme", "http"],
+    [":scheme", secure ? "https" : "http"],
   ]);
   for (let i = 0; i + 1 < req.rawHeaders.length; i += 2) {
     const key = (req.rawHeaders[i] ?? "").toLowerCase();
@@ -241,6 +267,7 @@ class HttpTwoDownstream implements Downstream {
   constructor(
     private readonly stream: http2.ServerHttp2Stream,
     rawHeaders: readonly string[],
+    secure: boolean,
   ) {
     const pseudo: [string, string][] = [];
     const regular: [string, string][] = [];
@@ -252,7 +279,7 @@ class HttpTwoDownstream implements Downstream {
     const order = [":authority", ":path", ":method", ":scheme"];
     pseudo.sort((a, b) => order.indexOf(a[0]) - order.indexOf(b[0]));
     this.headers = new HeaderList([...pseudo, ...regular]);
-    if (!this.headers.has(":scheme")) this.headers.add(":scheme", "http");
+    if (!this.headers.has(":scheme")) this.headers.add(":scheme", secure ? "https" : "http");
     this.endStream = stream.endAfterHeaders;
     this.body = new BodyReader(this.endStream ? null : stream);
     this.source = peerOf(stream.session?.socket.remoteAddress, stream.session?.socket.remotePort);
@@ -314,8 +341,8 @@ class UpgradeDownstream implements Downstream {
   private sentHeaders = false;
   private chunked = false;
 
-  constructor(req: http.IncomingMessage, socket: Duplex, head: Buffer) {
-    this.headers = requestHeaderList(req);
+  constructor(req: http.IncomingMessage, socket: Duplex, head: Buffer, secure: boolean) {
+    this.headers = requestHeaderList(req, secure);
     this.endStream = true;
     this.body = new BodyReader(null);
     const s = socket as Partial<Pick<net.Socket, "remoteAddress" | "remotePort" | "localAddress" | "localPort">>;
@@ -393,6 +420,63 @@ function bridgeSocket(socket: net.Socket, first: Buffer): Duplex {
   return bridge;
 }
 
+const NODE_TLS_VERSIONS = { TLSv1_0: "TLSv1", TLSv1_1: "TLSv1.1", TLSv1_2: "TLSv1.2", TLSv1_3: "TLSv1.3" } as const;
+
+/**
+ * Envoy's principal for its own certificate (check_request_utils.cc setAttrContextPeer, local side): the first
+ * URI SAN, else the first DNS SAN, else the subject in RFC 2253 form.
+ */
+function certificatePrincipal(cert: X509Certificate): string {
+  const sans = (cert.subjectAltName ?? "").split(", ").filter((s) => s.length > 0);
+  const uri = sans.find((s) => s.startsWith("URI:"));
+  if (uri !== undefined) return uri.slice(4);
+  const dns = sans.find((s) => s.startsWith("DNS:"));
+  if (dns !== undefined) return dns.slice(4);
+  return cert.subject.split("\n").reverse().join(",");
+}
+
+/**
+ * The tls.Server options for the listener's DownstreamTlsContext, or null for a plaintext listener. The
+ * settings and the options must agree: a TLS listener without key material, or key material for a plaintext
+ * listener, would not be the configuration that ships.
+ */
+function listenerTlsOptions(
+  tlsSettings: DownstreamTlsSettings | null,
+  material: { readonly cert: Buffer; readonly key: Buffer } | undefined,
+): { readonly options: tls.TlsOptions; readonly principal: string } | null {
+  if (tlsSettings === null) {
+    if (material !== undefined) throw new EnvoyFaithfulGatewayError("tls_material_unexpected", "listen.tls given but the listener has no DownstreamTlsContext");
+    return null;
+  }
+  if (material === undefined) {
+    throw new EnvoyFaithfulGatewayError("tls_material_missing",
+      `the listener has a DownstreamTlsContext: pass listen.tls with the contents of ${tlsSettings.certificateChainFile ?? "the certificate"} and ${tlsSettings.privateKeyFile ?? "the key"}`);
+  }
+  let principal: string;
+  try {
+    // Fails on a key that does not match the certificate, like Envoy refusing the config at load time.
+    tls.createSecureContext({ cert: material.cert, key: material.key });
+    principal = certificatePrincipal(new X509Certificate(material.cert));
+  } catch {
+    throw new EnvoyFaithfulGatewayError("tls_material_invalid", "listen.tls does not hold a PEM certificate chain and its matching private key");
+  }
+  return {
+    principal,
+    options: {
+      cert: material.cert,
+      key: material.key,
+      minVersion: NODE_TLS_VERSIONS[tlsSettings.minimumProtocolVersion],
+      maxVersion: NODE_TLS_VERSIONS[tlsSettings.maximumProtocolVersion],
+      // "There is no default for this parameter. If empty, Envoy will not expose ALPN." Server preference order,
+      // as SSL_select_next_proto in Envoy's ALPN callback. (One difference: with no protocol in common node
+      // fails the handshake, where Envoy would carry on without ALPN and sniff the preface.)
+      ...(tlsSettings.alpnProtocols.length > 0 ? { ALPNProtocols: [...tlsSettings.alpnProtocols] } : {}),
+      // No client certificates (the settings reader refuses validation contexts and require_client_certificate).
+      requestCert: false,
+    },
+  };
+}
+
 /** google.protobuf.Struct helpers for the ext_authz dynamic metadata namespace. */
 function withDuration(struct: Struct__Output, ms: number): Struct__Output {
   return { fields: { ...struct.fields, ext_authz_duration: { numberValue: ms, kind: "numberValue" } } };
@@ -460,6 +544,11 @@ export async function startEnvoyFaithfulGateway(opts: EnvoyFaithfulGatewayOption
   const agent = upstreamIsTls
     ? new https.Agent({ keepAlive: true, ...(ca !== undefined ? { ca } : {}), rejectUnauthorized: true })
     : new http.Agent({ keepAlive: true });
+
+  const listen = opts.listen ?? { host: "127.0.0.1", port: 0 };
+  const downstreamTls = listenerTlsOptions(settings.downstreamTls, listen.tls);
+  const secure = downstreamTls !== null;
+  const localPrincipal = downstreamTls?.principal ?? null;
 
   const sockets = new Set<net.Socket>();
   const servername = opts.upstream.servername ?? (net.isIP(upstreamUrl.hostname) === 0 ? upstreamUrl.hostname : null);
@@ -540,7 +629,7 @@ export async function startEnvoyFaithfulGateway(opts: EnvoyFaithfulGatewayOption
       maxRequestBytes: withBody?.maxRequestBytes ?? 0,
       packAsBytes: withBody?.packAsBytes ?? false,
       source: ds.source,
-      destination: ds.destination,
+      destination: localPrincipal === null ? ds.destination : { ...ds.destination, principal: localPrincipal },
       contextExtensions: route.extAuthz.contextExtensions,
       requestStartMs: ex.startMs,
     });
@@ -1129,9 +1218,9 @@ export async function startEnvoyFaithfulGateway(opts: EnvoyFaithfulGatewayOption
       const peer = /^127\.|^::1$/.test(ds.source.address) ? ds.destination.address : ds.source.address;
       const xff = headers.getAll("x-forwarded-for").join(",");
       headers.set("x-forwarded-for", xff.length > 0 ? `${xff},${peer}` : peer);
-      headers.set("x-forwarded-proto", "http");
+      headers.set("x-forwarded-proto", secure ? "https" : "http");
     } else if (!headers.has("x-forwarded-proto")) {
-      headers.add("x-forwarded-proto", "http");
+      headers.add("x-forwarded-proto", secure ? "https" : "http");
     }
     // cleanInternalHeaders (edge requests also lose the downstream-service headers).
     for (const h of INTERNAL_ONLY) headers.remove(h);
@@ -1361,29 +1450,42 @@ export async function startEnvoyFaithfulGateway(opts: EnvoyFaithfulGatewayOption
   }
 
   // ---------------------------------------------------------------------------------------------------
-  // Listener: HTTP/1.1 and HTTP/2 prior knowledge (h2c) on one port, told apart by the connection preface.
+  // Listener: HTTP/1.1 and HTTP/2 on one port. With a DownstreamTlsContext the codec follows the ALPN result;
+  // without one (plaintext, or TLS where no protocol was negotiated) it is told apart by the connection
+  // preface (ConnectionManagerUtility::determineNextProtocol, codec_type AUTO).
   // ---------------------------------------------------------------------------------------------------
   const h1 = http.createServer({ requestTimeout: 0, headersTimeout: 60_000, keepAliveTimeout: 60_000 }, (req, res) => {
-    handle(new HttpOneDownstream(req, res));
+    handle(new HttpOneDownstream(req, res, secure));
   });
   h1.on("upgrade", (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
-    handle(new UpgradeDownstream(req, socket, head));
+    handle(new UpgradeDownstream(req, socket, head, secure));
   });
   h1.on("clientError", (_err, socket: Duplex) => {
     socket.destroy();
   });
+  // No enableConnectProtocol: the HCM sets no http2_protocol_options.allow_connect, so WebSocket over h2
+  // (RFC 8441 extended CONNECT) is not offered, as in Envoy.
   const h2 = http2.createServer({});
   h2.on("stream", (stream: http2.ServerHttp2Stream, _headers: http2.IncomingHttpHeaders, _flags: number, rawHeaders: string[]) => {
-    handle(new HttpTwoDownstream(stream, rawHeaders));
+    handle(new HttpTwoDownstream(stream, rawHeaders, secure));
   });
   h2.on("sessionError", () => {
     // the session is torn down by node
   });
 
-  const listener = net.createServer((socket) => {
-    sockets.add(socket);
+  /** Hands a (decrypted) connection to the codec: ALPN's choice when there is one, else the sniffed preface. */
+  function dispatch(socket: net.Socket, negotiated: string | false): void {
     socket.setNoDelay(true);
-    socket.once("close", () => sockets.delete(socket));
+    socket.on("error", () => socket.destroy());
+    if (negotiated === "h2") {
+      h2.emit("connection", socket);
+      return;
+    }
+    if (negotiated !== false) {
+      // Any other negotiated protocol gets the HTTP/1 codec (AUTO only switches to HTTP/2 on "h2").
+      h1.emit("connection", socket);
+      return;
+    }
     socket.once("data", (first: Buffer) => {
       socket.pause();
       const isH2 = first.length >= 3 && HTTP2_PREFACE.subarray(0, Math.min(first.length, HTTP2_PREFACE.length)).equals(first.subarray(0, Math.min(first.length, HTTP2_PREFACE.length)));
@@ -1397,10 +1499,31 @@ export async function startEnvoyFaithfulGateway(opts: EnvoyFaithfulGatewayOption
       // sniff would be lost; hand it a JS Duplex over the socket instead.
       h2.emit("connection", bridgeSocket(socket, first));
     });
-    socket.on("error", () => socket.destroy());
-  });
+  }
 
-  const listen = opts.listen ?? { host: "127.0.0.1", port: 0 };
+  const track = (socket: net.Socket): void => {
+    sockets.add(socket);
+    socket.once("close", () => sockets.delete(socket));
+  };
+  let listener: net.Server;
+  if (downstreamTls === null) {
+    listener = net.createServer((socket) => {
+      track(socket);
+      dispatch(socket, false);
+    });
+  } else {
+    const server = tls.createServer(downstreamTls.options);
+    server.on("connection", track);
+    server.on("secureConnection", (socket: tls.TLSSocket) => {
+      dispatch(socket, socket.alpnProtocol ?? false);
+    });
+    server.on("tlsClientError", () => {
+      // A failed handshake (no shared version or ALPN protocol, an untrusted certificate on the client's side):
+      // node destroys the socket; nothing reaches a codec.
+    });
+    listener = server;
+  }
+
   await new Promise<void>((resolve, reject) => {
     listener.once("error", reject);
     listener.listen(listen.port, listen.host, () => {
@@ -1411,7 +1534,7 @@ export async function startEnvoyFaithfulGateway(opts: EnvoyFaithfulGatewayOption
   const address = listener.address() as net.AddressInfo;
 
   return {
-    url: `http://127.0.0.1:${address.port}`,
+    url: `${secure ? "https" : "http"}://127.0.0.1:${address.port}`,
     port: address.port,
     close: async () => {
       await new Promise<void>((resolve) => {

@@ -51,6 +51,16 @@ function sanitizeHeaderValue(value: string): string {
 export interface Peer {
   readonly address: string;
   readonly port: number;
+  /**
+   * On a TLS connection, the principal from the certificate on that side (check_request_utils.cc
+   * setAttrContextPeer: URI SAN, else DNS SAN, else subject); absent on plaintext connections.
+   */
+  readonly principal?: string;
+}
+
+function peerAttributes(peer: Peer): { address: { socket_address: { address: string; port_value: number } }; principal?: string } {
+  const address = { socket_address: { address: peer.address, port_value: peer.port } };
+  return peer.principal === undefined ? { address } : { address, principal: sanitizeUtf8(Buffer.from(peer.principal, "utf8")) };
 }
 
 export interface CheckInput {
@@ -71,7 +81,7 @@ export interface CheckInput {
   readonly requestStartMs: number;
 }
 
-/** CheckRequestUtils::createHttpCheck for a plaintext downstream connection. */
+/** CheckRequestUtils::createHttpCheck (no tls_session: include_tls_session is refused by the settings reader). */
 export function buildCheckRequest(input: CheckInput): CheckRequest {
   const { settings, headers } = input;
   const map: Record<string, string> = {};
@@ -104,8 +114,8 @@ export function buildCheckRequest(input: CheckInput): CheckRequest {
   const sanitizedOrEmpty = (name: string): string => sanitizeHeaderValue(headers.get(name) ?? "");
   return {
     attributes: {
-      source: { address: { socket_address: { address: input.source.address, port_value: input.source.port } } },
-      destination: { address: { socket_address: { address: input.destination.address, port_value: input.destination.port } } },
+      source: peerAttributes(input.source),
+      destination: peerAttributes(input.destination),
       request: {
         time: { seconds: String(seconds), nanos: Math.round((input.requestStartMs - seconds * 1000) * 1e6) },
         http: {

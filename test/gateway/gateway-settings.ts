@@ -145,6 +145,23 @@ export interface VirtualHostSettings {
   readonly routes: readonly RouteSettings[];
 }
 
+/** TlsParameters.TlsProtocol; TLS_AUTO is resolved to Envoy's server defaults when read. */
+export type TlsProtocolVersion = "TLSv1_0" | "TLSv1_1" | "TLSv1_2" | "TLSv1_3";
+
+/**
+ * The listener's DownstreamTlsContext, as far as the gateway reproduces it. The certificate and key files name
+ * paths inside the Envoy container; the gateway takes their contents from its options instead.
+ */
+export interface DownstreamTlsSettings {
+  /** common_tls_context.alpn_protocols in server preference order; empty: Envoy exposes no ALPN. */
+  readonly alpnProtocols: readonly string[];
+  readonly minimumProtocolVersion: TlsProtocolVersion;
+  readonly maximumProtocolVersion: TlsProtocolVersion;
+  /** tls_certificates[0] DataSource file names (null when inline). */
+  readonly certificateChainFile: string | null;
+  readonly privateKeyFile: string | null;
+}
+
 export type EscapedSlashesAction = "KEEP_UNCHANGED" | "REJECT_REQUEST" | "UNESCAPE_AND_REDIRECT" | "UNESCAPE_AND_FORWARD";
 
 export interface GatewaySettings {
@@ -167,6 +184,8 @@ export interface GatewaySettings {
   readonly upgradeConfigs: ReadonlyMap<string, boolean>;
   /** Listener per_connection_buffer_limit_bytes (default 1 MiB): the body buffer limit of every filter. */
   readonly bufferLimitBytes: number;
+  /** The filter chain's DownstreamTlsContext; null for a plaintext listener. */
+  readonly downstreamTls: DownstreamTlsSettings | null;
   readonly serverName: string;
   readonly extAuthz: ExtAuthzSettings | null;
   readonly extProc: ExtProcSettings | null;
@@ -180,6 +199,9 @@ const EXT_PROC_PER_ROUTE_TYPE = "type.googleapis.com/envoy.extensions.filters.ht
 const ROUTER_TYPE = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router";
 const HCM_TYPE = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
 const FILTER_CONFIG_TYPE = "type.googleapis.com/envoy.config.route.v3.FilterConfig";
+const DOWNSTREAM_TLS_TYPE = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext";
+const TLS_TRANSPORT_SOCKET = "envoy.transport_sockets.tls";
+const TLS_VERSIONS: readonly TlsProtocolVersion[] = ["TLSv1_0", "TLSv1_1", "TLSv1_2", "TLSv1_3"];
 
 const DEFAULT_BUFFER_LIMIT_BYTES = 1024 * 1024;
 
@@ -350,7 +372,7 @@ function grpcTimeoutMs(grpcService: unknown, path: string): number {
 
 function extAuthzSettings(name: string, cfg: Record<string, unknown>, path: string): ExtAuthzSettings {
   refuse(cfg, ["http_service", "filter_enabled", "filter_enabled_metadata", "deny_at_disable", "metadata_context_namespaces",
-    "typed_metadata_context_namespaces", "route_metadata_context_namespaces", "route_typed_metadata_context_namespaces"], path);
+    "typed_metadata_context_namespaces", "route_metadata_context_namespaces", "route_typed_metadata_context_namespaces", "include_tls_session"], path);
   if (cfg["grpc_service"] === undefined) throw new GatewaySettingsError("bad_bootstrap", `${path}.grpc_service`, "required");
   const statusOnError = record(cfg["status_on_error"], `${path}.status_on_error`);
   return Object.freeze({
@@ -574,6 +596,70 @@ function routeSettings(value: unknown, path: string, vhostLevel: PerFilterConfig
   });
 }
 
+function tlsVersion(value: unknown, path: string, fallback: TlsProtocolVersion): TlsProtocolVersion {
+  if (value === undefined || value === null || value === "TLS_AUTO" || value === 0) return fallback;
+  const found = TLS_VERSIONS.find((v) => v === value);
+  if (found === undefined) throw new GatewaySettingsError("bad_bootstrap", path, `unknown TlsProtocol ${JSON.stringify(value)}`);
+  return found;
+}
+
+/** A DataSource's file name; null for inline_string / inline_bytes (the gateway's options carry the bytes either way). */
+function dataSourceFile(value: unknown, path: string): string | null {
+  const m = record(value, path);
+  refuse(m, ["environment_variable", "watched_directory"], path);
+  if (typeof m["filename"] === "string") return m["filename"];
+  if (m["inline_string"] === undefined && m["inline_bytes"] === undefined) throw new GatewaySettingsError("bad_bootstrap", path, "required");
+  return null;
+}
+
+/**
+ * transport_socket envoy.transport_sockets.tls (tls.proto DownstreamTlsContext). Reproduced: one server
+ * certificate, protocol versions and ALPN. Refused: client certificates, SDS/providers, cipher and curve lists,
+ * session ticket settings, OCSP: a config using them would behave differently in Envoy.
+ */
+function downstreamTlsSettings(value: unknown, path: string): DownstreamTlsSettings | null {
+  if (value === undefined || value === null) return null;
+  const socket = record(value, path);
+  if (socket["name"] !== TLS_TRANSPORT_SOCKET) {
+    throw new GatewaySettingsError("unsupported_feature", `${path}.name`, `only ${TLS_TRANSPORT_SOCKET} is reproduced`);
+  }
+  const ctxPath = `${path}.typed_config`;
+  const ctx = record(socket["typed_config"], ctxPath);
+  if (ctx["@type"] !== DOWNSTREAM_TLS_TYPE) throw new GatewaySettingsError("unsupported_feature", ctxPath, "a DownstreamTlsContext is required");
+  refuse(ctx, ["session_ticket_keys", "session_ticket_keys_sds_secret_config", "disable_stateless_session_resumption",
+    "disable_stateful_session_resumption", "session_timeout", "ocsp_staple_policy", "full_scan_certs_on_sni_mismatch"], ctxPath);
+  // require_client_certificate / require_sni are BoolValues: {value: false} is as good as unset.
+  for (const key of ["require_client_certificate", "require_sni"]) {
+    if (boolValue(ctx[key], `${ctxPath}.${key}`, false)) throw new GatewaySettingsError("unsupported_feature", `${ctxPath}.${key}`, "not reproduced by the test gateway");
+  }
+  const commonPath = `${ctxPath}.common_tls_context`;
+  const common = record(ctx["common_tls_context"], commonPath);
+  refuse(common, ["tls_certificate_sds_secret_configs", "tls_certificate_provider_instance", "tls_certificate_certificate_provider",
+    "tls_certificate_certificate_provider_instance", "validation_context", "validation_context_sds_secret_config", "combined_validation_context",
+    "validation_context_certificate_provider", "validation_context_certificate_provider_instance", "custom_handshaker", "key_log"],
+    commonPath);
+  const params = record(common["tls_params"], `${commonPath}.tls_params`);
+  refuse(params, ["cipher_suites", "ecdh_curves", "signature_algorithms"], `${commonPath}.tls_params`);
+  const certs = array(common["tls_certificates"], `${commonPath}.tls_certificates`);
+  if (certs.length !== 1) throw new GatewaySettingsError("unsupported_feature", `${commonPath}.tls_certificates`, "exactly one certificate is reproduced");
+  const certPath = `${commonPath}.tls_certificates[0]`;
+  const cert = record(certs[0], certPath);
+  refuse(cert, ["password", "pkcs12", "watched_directory", "private_key_provider", "ocsp_staple", "signed_certificate_timestamp"], certPath);
+  // common.proto TlsParameters: minimum "TLSv1_2 for both clients and servers", maximum "TLSv1_3 for servers".
+  const minimumProtocolVersion = tlsVersion(params["tls_minimum_protocol_version"], `${commonPath}.tls_params.tls_minimum_protocol_version`, "TLSv1_2");
+  const maximumProtocolVersion = tlsVersion(params["tls_maximum_protocol_version"], `${commonPath}.tls_params.tls_maximum_protocol_version`, "TLSv1_3");
+  if (TLS_VERSIONS.indexOf(maximumProtocolVersion) < TLS_VERSIONS.indexOf(minimumProtocolVersion)) {
+    throw new GatewaySettingsError("bad_bootstrap", `${commonPath}.tls_params`, "maximum protocol version below the minimum");
+  }
+  return Object.freeze({
+    alpnProtocols: Object.freeze(array(common["alpn_protocols"], `${commonPath}.alpn_protocols`).map((p, i) => str(p, `${commonPath}.alpn_protocols[${i}]`))),
+    minimumProtocolVersion,
+    maximumProtocolVersion,
+    certificateChainFile: dataSourceFile(cert["certificate_chain"], `${certPath}.certificate_chain`),
+    privateKeyFile: dataSourceFile(cert["private_key"], `${certPath}.private_key`),
+  });
+}
+
 /** Converts a Bootstrap object (the parsed YAML) into the settings the test gateway honours. */
 export function gatewaySettingsFromBootstrap(bootstrap: unknown): GatewaySettings {
   const root = record(bootstrap, "bootstrap");
@@ -583,7 +669,8 @@ export function gatewaySettingsFromBootstrap(bootstrap: unknown): GatewaySetting
   const chains = array(listener["filter_chains"], "listeners[0].filter_chains");
   if (chains.length !== 1) throw new GatewaySettingsError("unsupported_feature", "listeners[0].filter_chains", "exactly one filter chain is reproduced");
   const chain = record(chains[0], "listeners[0].filter_chains[0]");
-  refuse(chain, ["transport_socket", "filter_chain_match"], "listeners[0].filter_chains[0]");
+  refuse(chain, ["filter_chain_match", "transport_socket_connect_timeout"], "listeners[0].filter_chains[0]");
+  const downstreamTls = downstreamTlsSettings(chain["transport_socket"], "listeners[0].filter_chains[0].transport_socket");
   const netFilters = array(chain["filters"], "listeners[0].filter_chains[0].filters");
   const hcmPath = "listeners[0].filter_chains[0].filters[0].typed_config";
   const hcmFilter = record(netFilters[0], "listeners[0].filter_chains[0].filters[0]");
@@ -652,6 +739,7 @@ export function gatewaySettingsFromBootstrap(bootstrap: unknown): GatewaySetting
     generateRequestId: boolValue(hcm["generate_request_id"], `${hcmPath}.generate_request_id`, true),
     upgradeConfigs: upgradeConfigs(hcm["upgrade_configs"], `${hcmPath}.upgrade_configs`),
     bufferLimitBytes: uint32Value(listener["per_connection_buffer_limit_bytes"], "listeners[0].per_connection_buffer_limit_bytes", DEFAULT_BUFFER_LIMIT_BYTES),
+    downstreamTls,
     serverName: str(hcm["server_name"], `${hcmPath}.server_name`, "envoy"),
     extAuthz,
     extProc,

@@ -1,14 +1,14 @@
 /**
  * @module test/helpers/e2e-stack
  * The whole Airlock path on real parts for end-to-end tests: real kube-apiserver (test bed), Airlock (startAirlock,
- * tokenRequest credentials), the Envoy-faithful gateway for envoy/sidecar.yaml behind a loopback TLS front, real kubectl.
+ * tokenRequest credentials), the Envoy-faithful gateway for envoy/sidecar.yaml (TLS listener), and real kubectl.
  */
 import { spawn, spawnSync } from "node:child_process";
 import { randomBytes, randomUUID } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import * as http from "node:http";
+import type * as http from "node:http";
+import * as https from "node:https";
 import * as net from "node:net";
-import * as tls from "node:tls";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -132,7 +132,7 @@ export interface E2eStack {
   admin(args: readonly string[], options?: KubectlOptions): Promise<KubectlResult>;
   /** Writes a kubeconfig for the gateway's TLS listener with this token. */
   writeKubeconfig(name: string, token: string): string;
-  /** A raw HTTP/1.1 request through the gateway. */
+  /** A raw HTTP/1.1 request through the gateway (TLS, its certificate pinned). */
   request(request: RawRequest): Promise<HttpResult>;
   /** A WebSocket upgrade through the gateway: 101 (the socket is closed at once) or the refusal's status and body. */
   upgrade(request: RawRequest & { readonly protocols?: readonly string[] }): Promise<HttpResult>;
@@ -234,7 +234,11 @@ interface ListenerCert {
   readonly key: Buffer;
 }
 
-/** A throw-away self-signed certificate for 127.0.0.1 (it is its own CA in the agent's kubeconfig). */
+/**
+ * A throw-away self-signed certificate for 127.0.0.1, standing in for the per-pod certificate the sidecar's
+ * DownstreamTlsContext names; it is its own CA in the agent's kubeconfig. (client-go sends no credential at all to
+ * an http:// server: clientcmd applies user auth only to TLS transports.)
+ */
 function makeListenerCert(dir: string): ListenerCert {
   const certFile = join(dir, "listener.crt");
   const keyFile = join(dir, "listener.key");
@@ -247,48 +251,6 @@ function makeListenerCert(dir: string): ListenerCert {
   );
   if (result.status !== 0) throw new Error(`openssl could not make the listener certificate: ${result.stderr}`);
   return { certFile, cert: readFileSync(certFile), key: readFileSync(keyFile) };
-}
-
-interface TlsFront {
-  readonly url: string;
-  close(): Promise<void>;
-}
-
-/**
- * TLS in front of the (plain http) test gateway, byte for byte. client-go sends no credential at all to an http://
- * server (clientcmd applies user auth only to TLS transports), so the agent-facing listener must speak TLS, as
- * Envoy's listener would with a DownstreamTlsContext. HTTP/1.1 only, which also carries the WebSocket upgrades.
- */
-async function startTlsFront(cert: ListenerCert, gatewayPort: number): Promise<TlsFront> {
-  const sockets = new Set<net.Socket>();
-  const server = tls.createServer({ cert: cert.cert, key: cert.key, ALPNProtocols: ["http/1.1"] }, (downstream) => {
-    const upstream = net.connect(gatewayPort, "127.0.0.1");
-    sockets.add(downstream);
-    sockets.add(upstream);
-    const end = (): void => {
-      downstream.destroy();
-      upstream.destroy();
-      sockets.delete(downstream);
-      sockets.delete(upstream);
-    };
-    downstream.once("error", end).once("close", end);
-    upstream.once("error", end).once("close", end);
-    downstream.pipe(upstream).pipe(downstream);
-  });
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => { resolve(); });
-  });
-  const address = server.address();
-  const port = typeof address === "object" && address !== null ? address.port : 0;
-  return {
-    url: `https://127.0.0.1:${String(port)}`,
-    close: () =>
-      new Promise<void>((resolve) => {
-        for (const socket of sockets) socket.destroy();
-        server.close(() => { resolve(); });
-      }),
-  };
 }
 
 function collect(res: http.IncomingMessage): Promise<HttpResult> {
@@ -374,16 +336,15 @@ export async function startE2eStack(options: E2eStackOptions): Promise<E2eStack>
     const airlock = await startAirlock(config);
     closers.push(() => airlock.close());
 
+    const listenerCert = makeListenerCert(dir);
     const gateway = await startEnvoyFaithfulGateway({
       settings: loadGatewaySettings(SIDECAR_BOOTSTRAP),
       authzAddress: airlock.grpcAddress,
       extProcAddress: airlock.grpcAddress,
       upstream: { url: testbed.server, caFile: testbed.caFile, servername: UPSTREAM_SERVER_NAME },
+      listen: { host: "127.0.0.1", port: 0, tls: { cert: listenerCert.cert, key: listenerCert.key } },
     });
     closers.push(() => gateway.close());
-    const listenerCert = makeListenerCert(dir);
-    const front = await startTlsFront(listenerCert, gateway.port);
-    closers.push(() => front.close());
 
     const issuer = await openDevIssuer(stateDir);
     const sessionId = `e2e-${options.name}-${randomUUID()}`;
@@ -392,7 +353,7 @@ export async function startE2eStack(options: E2eStackOptions): Promise<E2eStack>
 
     const writeKubeconfig = (name: string, token: string): string => {
       const path = join(dir, `${name}.kubeconfig`);
-      writeFileSync(path, kubeconfigText(front.url, listenerCert.certFile, token), { mode: 0o600 });
+      writeFileSync(path, kubeconfigText(gateway.url, listenerCert.certFile, token), { mode: 0o600 });
       return path;
     };
     const agentKubeconfig = writeKubeconfig("agent", agentToken);
@@ -407,7 +368,7 @@ export async function startE2eStack(options: E2eStackOptions): Promise<E2eStack>
         const headers: Record<string, string> = { ...(req.headers ?? {}) };
         if (token !== null) headers.authorization = `Bearer ${token}`;
         if (req.body !== undefined) headers["content-length"] = String(Buffer.byteLength(req.body));
-        const r = http.request(`${gateway.url}${req.path}`, { method: req.method ?? "GET", headers, agent: false });
+        const r = https.request(`${gateway.url}${req.path}`, { method: req.method ?? "GET", headers, agent: false, ca: listenerCert.cert });
         r.setTimeout(req.timeoutMs ?? 30_000, () => r.destroy(new Error(`request ${req.path} timed out`)));
         r.once("error", reject);
         r.once("response", (res) => { collect(res).then(resolve, reject); });
@@ -426,7 +387,7 @@ export async function startE2eStack(options: E2eStackOptions): Promise<E2eStack>
           ...(req.headers ?? {}),
         };
         if (token !== null) headers.authorization = `Bearer ${token}`;
-        const r = http.request(`${gateway.url}${req.path}`, { method: "GET", headers, agent: false });
+        const r = https.request(`${gateway.url}${req.path}`, { method: "GET", headers, agent: false, ca: listenerCert.cert });
         r.setTimeout(req.timeoutMs ?? 30_000, () => r.destroy(new Error(`upgrade ${req.path} timed out`)));
         r.once("error", reject);
         r.once("upgrade", (res, socket) => {

@@ -3,10 +3,11 @@
  * Real peers for the Envoy-faithful gateway's tests: gRPC ext_authz/ext_proc doubles, an HTTPS upstream, a client.
  */
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import * as http from "node:http";
 import * as https from "node:https";
 import type * as net from "node:net";
+import type * as tls from "node:tls";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Duplex } from "node:stream";
@@ -36,6 +37,44 @@ export function makeThrowAwayCert(): ThrowAwayCert {
   return {
     cert: readFileSync(join(dir, "cert.pem")),
     key: readFileSync(join(dir, "key.pem")),
+    cleanup: () => {
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+export interface ThrowAwayCa {
+  /** The CA certificate: what an agent's kubeconfig carries as certificate-authority. */
+  readonly caCert: Buffer;
+  /** A serving certificate it signed, for DNS:localhost and IP:127.0.0.1, and that certificate's key. */
+  readonly cert: Buffer;
+  readonly key: Buffer;
+  cleanup(): void;
+}
+
+function openssl(args: readonly string[]): void {
+  const result = spawnSync("openssl", args, { encoding: "utf8" });
+  if (result.status !== 0) throw new Error(`openssl ${args[0] ?? ""} failed: ${result.stderr}`);
+}
+
+/**
+ * A CA and a serving certificate signed by it, like the sidecar's per-pod certificate (README "Listener TLS"):
+ * clients trust the CA only, never the leaf itself.
+ */
+export function makeThrowAwayCa(commonName = "airlock-sidecar"): ThrowAwayCa {
+  const dir = mkdtempSync(join(tmpdir(), "gateway-ca-"));
+  const at = (name: string): string => join(dir, name);
+  const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+  openssl(["req", "-x509", ...ec, "-days", "1", "-subj", "/CN=airlock-test-ca", "-addext", "basicConstraints=critical,CA:TRUE",
+    "-addext", "keyUsage=critical,keyCertSign,cRLSign", "-keyout", at("ca.key"), "-out", at("ca.crt")]);
+  openssl(["req", ...ec, "-subj", `/CN=${commonName}`, "-keyout", at("tls.key"), "-out", at("tls.csr")]);
+  writeFileSync(at("ext.cnf"), "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\nsubjectAltName=DNS:localhost,IP:127.0.0.1\n");
+  openssl(["x509", "-req", "-in", at("tls.csr"), "-CA", at("ca.crt"), "-CAkey", at("ca.key"), "-CAcreateserial", "-days", "1",
+    "-extfile", at("ext.cnf"), "-out", at("tls.crt")]);
+  return {
+    caCert: readFileSync(at("ca.crt")),
+    cert: readFileSync(at("tls.crt")),
+    key: readFileSync(at("tls.key")),
     cleanup: () => {
       rmSync(dir, { recursive: true, force: true });
     },
@@ -233,35 +272,57 @@ export interface ClientResponse {
   readonly body: Buffer;
   /** Whether the body ended cleanly (false on a reset). */
   readonly complete: boolean;
+  /** For https: the ALPN protocol the server picked (false: none was negotiated). */
+  readonly alpnProtocol: string | false | null;
 }
 
-/** An HTTP/1.1 request to the gateway with the raw request target kept as given. */
+/** How an https client trusts and greets the gateway's listener (a kubeconfig's certificate-authority, Go's ALPN offer). */
+export interface ClientTls {
+  readonly ca: Buffer;
+  /** ALPN offer; Go's net/http offers ["h2", "http/1.1"]. Absent: no ALPN extension (node's https default). */
+  readonly alpn?: readonly string[];
+  readonly maxVersion?: tls.SecureVersion;
+}
+
+/** An HTTP/1.1 request to the gateway (http, or https with `tls`) with the raw request target kept as given. */
 export function request(
   base: string,
-  opts: { method?: string; path: string; headers?: Record<string, string | string[]>; body?: Buffer | string; onChunk?: (c: Buffer) => void },
+  opts: { method?: string; path: string; headers?: Record<string, string | string[]>; body?: Buffer | string; onChunk?: (c: Buffer) => void; tls?: ClientTls },
 ): Promise<ClientResponse> {
   const url = new URL(base);
+  const common = { host: url.hostname, port: url.port, method: opts.method ?? "GET", path: opts.path, headers: opts.headers ?? {}, agent: false } as const;
+  const clientTls = opts.tls;
   return new Promise((resolve, reject) => {
-    const req = http.request(
-      { host: url.hostname, port: url.port, method: opts.method ?? "GET", path: opts.path, headers: opts.headers ?? {}, agent: false },
-      (res) => {
-        const chunks: Buffer[] = [];
-        let complete = false;
-        res.on("data", (c: Buffer) => {
-          chunks.push(c);
-          opts.onChunk?.(c);
-        });
-        res.on("end", () => {
-          complete = true;
-        });
-        res.on("close", () => {
-          resolve({ status: res.statusCode ?? 0, headers: res.headers, rawHeaders: res.rawHeaders, body: Buffer.concat(chunks), complete: complete && res.complete });
-        });
-        res.on("error", () => {
-          // reset: resolved by "close"
-        });
-      },
-    );
+    const onResponse = (res: http.IncomingMessage): void => {
+      const chunks: Buffer[] = [];
+      let complete = false;
+      res.on("data", (c: Buffer) => {
+        chunks.push(c);
+        opts.onChunk?.(c);
+      });
+      res.on("end", () => {
+        complete = true;
+      });
+      const alpnProtocol = "alpnProtocol" in res.socket ? (res.socket as tls.TLSSocket).alpnProtocol : null;
+      res.on("close", () => {
+        resolve({ status: res.statusCode ?? 0, headers: res.headers, rawHeaders: res.rawHeaders, body: Buffer.concat(chunks), complete: complete && res.complete, alpnProtocol });
+      });
+      res.on("error", () => {
+        // reset: resolved by "close"
+      });
+    };
+    const req = url.protocol === "https:"
+      ? https.request(
+        {
+          ...common,
+          ...(clientTls !== undefined ? { ca: clientTls.ca } : {}),
+          rejectUnauthorized: true,
+          ...(clientTls?.alpn !== undefined ? { ALPNProtocols: [...clientTls.alpn] } : {}),
+          ...(clientTls?.maxVersion !== undefined ? { maxVersion: clientTls.maxVersion } : {}),
+        },
+        onResponse,
+      )
+      : http.request(common, onResponse);
     req.on("error", reject);
     if (opts.body !== undefined) req.write(opts.body);
     req.end();

@@ -5,8 +5,11 @@
 import { appendFileSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import fc from "fast-check";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { AuditSpool, comparePositions, encodeRecord, parseRecords, type SpoolOptions } from "../../../../tap/audit/audit-spool.js";
+import {
+  AuditSpool, comparePositions, encodeRecord, parseRecords, type SpoolBatch, type SpoolOptions, type SpoolRecordKind,
+} from "../../../../tap/audit/audit-spool.js";
 
 let dir: string;
 beforeEach(() => { dir = mkdtempSync(join(tmpdir(), "airlock-spool-")); });
@@ -132,6 +135,82 @@ describe("AuditSpool", () => {
     expect(spool.bytes).toBe(Buffer.byteLength(encodeRecord("R", "abc")));
     spool.flushPending();
     expect(spool.bytes).toBe(Buffer.byteLength(encodeRecord("R", "abc")));
+    spool.close();
+  });
+});
+
+describe("AuditSpool read cache", () => {
+  /** Read everything after `from` in batches of the given limits, as comparable plain data. */
+  async function drain(spool: AuditSpool, limits: readonly { rows: number; bytes: number }[]): Promise<unknown[]> {
+    const out: unknown[] = [];
+    let from = spool.cursor;
+    for (let i = 0; comparePositions(from, spool.end) < 0; i++) {
+      const limit = limits[i % limits.length] ?? { rows: 1, bytes: 1 };
+      const b: SpoolBatch = await spool.readBatch(from, spool.end, limit.rows, limit.bytes);
+      out.push({ from: b.from, to: b.to, requests: texts(b.requests), approvals: texts(b.approvals), corrupt: b.corruptRecords });
+      from = b.to;
+    }
+    return out;
+  }
+
+  it("serves exactly the batches a read from disk returns, across groups, segments and a trimmed cache", async () => {
+    const record = fc.record({
+      kind: fc.constantFrom<SpoolRecordKind>("R", "A", "D"),
+      // Multi-byte characters make byte offsets differ from string lengths.
+      payload: fc.string({ unit: "grapheme", maxLength: 120 }).map((t) => JSON.stringify({ t })),
+      endsGroup: fc.boolean(),
+    });
+    const limit = fc.record({ rows: fc.integer({ min: 1, max: 40 }), bytes: fc.integer({ min: 1, max: 3000 }) });
+    await fc.assert(fc.asyncProperty(
+      fc.array(record, { minLength: 1, maxLength: 150 }),
+      fc.array(limit, { minLength: 1, maxLength: 5 }),
+      fc.constantFrom(0, 700, 1 << 20),
+      async (records, limits, readCacheMaxBytes) => {
+        const sub = mkdtempSync(join(dir, "p-"));
+        let headers = 0;
+        const o = { ...opts({ segmentMaxBytes: 4096, readCacheMaxBytes }), dir: sub, segmentHeader: () => JSON.stringify({ h: ++headers }) };
+        const writer = AuditSpool.open(o);
+        for (const r of records) {
+          writer.append(r.kind, r.payload);
+          if (r.endsGroup) writer.flushPending();
+        }
+        writer.flushPending();
+        const cached = await drain(writer, limits);
+        // A second handle has nothing in memory: it reads (and CRC-checks) the files the first one wrote.
+        const reader = AuditSpool.open({ ...o, readCacheMaxBytes: 0 });
+        expect(await drain(reader, limits)).toEqual(cached);
+        const delivered = records.filter((r) => r.kind !== "D").map((r) => r.payload);
+        expect(cached.flatMap((b) => { const x = b as { requests: string[]; approvals: string[] }; return [...x.requests, ...x.approvals]; }).sort())
+          .toEqual([...delivered].sort());
+        reader.close();
+        writer.close();
+        rmSync(sub, { recursive: true, force: true });
+      },
+    ), { numRuns: 60 });
+  });
+
+  it("writes the same bytes as encodeRecord and continues from disk where the cache was trimmed", async () => {
+    const spool = AuditSpool.open(opts({ readCacheMaxBytes: 200 }));
+    const payloads = Array.from({ length: 30 }, (_, i) => JSON.stringify({ i, s: "é".repeat(i % 5) }));
+    for (const [i, p] of payloads.entries()) {
+      spool.append(i % 3 === 0 ? "A" : "R", p);
+      if (i % 4 === 3) spool.flushPending();
+    }
+    spool.flushPending();
+    const file = readFileSync(join(dir, segments()[0]!), "utf8");
+    expect(file).toBe(payloads.map((p, i) => encodeRecord(i % 3 === 0 ? "A" : "R", p)).join(""));
+    const batch = await spool.readBatch(spool.cursor, spool.end, 1000, 1 << 20);
+    // The first call stops where the in-memory run begins; the second is served from memory.
+    expect(comparePositions(batch.to, spool.end)).toBeLessThan(0);
+    const rest = await spool.readBatch(batch.to, spool.end, 1000, 1 << 20);
+    expect(comparePositions(rest.to, spool.end)).toBe(0);
+    expect([...texts(batch.requests), ...texts(rest.requests)]).toEqual(payloads.filter((_, i) => i % 3 !== 0));
+    spool.close();
+  });
+
+  it("refuses a payload with a raw newline instead of corrupting the segment", () => {
+    const spool = AuditSpool.open(opts());
+    expect(() => spool.append("R", '{"a":1}\n{"b":2}')).toThrow(/newline/);
     spool.close();
   });
 });
