@@ -494,7 +494,7 @@ export class AuditSpool {
         }
       }
       for (; i < starts.length; i++) {
-        const start = (starts[i] ?? 0);
+        const start = group.from + (starts[i] ?? 0);
         if (comparePositions({ segment: group.segment, offset: start }, until) >= 0) {
           return { from, to: until, requests, approvals, corruptRecords: 0 };
         }

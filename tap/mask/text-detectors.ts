@@ -27,18 +27,14 @@ export interface RegexDetector {
   readonly mayMatch: (text: string) => boolean;
 }
 
-const PASSWORD_KEYWORDS = "password|passwd|pwd|passphrase|secret|client[_-]?secret|api[_-]?key|access[_-]?token|auth[_-]?token|account[_-]?key";
-const AWS_SECRET_KEY_NAME = "aws_?secret(?:_?access)?_?key";
-const AWS_KEY_ID_PREFIX = "AKIA|ASIA|ABIA|ACCA";
-const GITHUB_PREFIX = "gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{22,}";
-const SLACK_PREFIX = "xox[abposr]-[A-Za-z0-9-]{10,}|https:\\/\\/hooks\\.slack\\.com\\/services\\/[A-Za-z0-9/_-]+";
-
-const PASSWORD_KEYWORD_ANYWHERE = new RegExp(PASSWORD_KEYWORDS, "i");
-const AWS_SECRET_KEY_NAME_ANYWHERE = new RegExp(AWS_SECRET_KEY_NAME, "i");
-const AWS_KEY_ID_PREFIX_ANYWHERE = new RegExp(AWS_KEY_ID_PREFIX);
+// Literals every match of the corresponding pattern below contains; keep them in step with the patterns
+// (the property tests in test/unit/tap/text-detectors.test.ts check each prefilter against its pattern).
+const AWS_KEY_ID_ANYWHERE = /AKIA|ASIA|ABIA|ACCA/;
+const AWS_SECRET_KEY_NAME_ANYWHERE = /aws_?secret/i;
 const GITHUB_PREFIX_ANYWHERE = /gh[pousr]_|github_pat_/;
 const SLACK_PREFIX_ANYWHERE = /xox[abposr]-|https:\/\/hooks\.slack\.com\/services\//;
 const BEARER_ANYWHERE = /bearer[ \t]/i;
+const PASSWORD_KEYWORD_ANYWHERE = /password|passwd|pwd|passphrase|secret|client[_-]?secret|api[_-]?key|access[_-]?token|auth[_-]?token|account[_-]?key/i;
 
 /** Exported (read-only) for the prefilter property tests. */
 export const REGEX_DETECTORS: readonly RegexDetector[] = [
@@ -50,13 +46,13 @@ export const REGEX_DETECTORS: readonly RegexDetector[] = [
   },
   {
     name: "awsAccessKeyId",
-    pattern: new RegExp(`(?<![A-Z0-9])(?:${AWS_KEY_ID_PREFIX})[A-Z0-9]{16}(?![A-Z0-9])`, "g"),
+    pattern: /(?<![A-Z0-9])(?:AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16}(?![A-Z0-9])/g,
     secretGroup: 0,
-    mayMatch: (text) => AWS_KEY_ID_PREFIX_ANYWHERE.test(text),
+    mayMatch: (text) => AWS_KEY_ID_ANYWHERE.test(text),
   },
   {
     name: "awsSecretAccessKey",
-    pattern: new RegExp(`(${AWS_SECRET_KEY_NAME}["']?[ \\t]{0,5}[:=][ \\t]{0,5}["']?)([A-Za-z0-9/+=]{40})(?![A-Za-z0-9/+=])`, "gi"),
+    pattern: /(aws_?secret(?:_?access)?_?key["']?[ \t]{0,5}[:=][ \t]{0,5}["']?)([A-Za-z0-9/+=]{40})(?![A-Za-z0-9/+=])/gi,
     secretGroup: 2,
     mayMatch: (text) => AWS_SECRET_KEY_NAME_ANYWHERE.test(text),
   },
@@ -68,13 +64,13 @@ export const REGEX_DETECTORS: readonly RegexDetector[] = [
   },
   {
     name: "githubToken",
-    pattern: new RegExp(`(?<![A-Za-z0-9_])(?:${GITHUB_PREFIX})`, "g"),
+    pattern: /(?<![A-Za-z0-9_])(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{22,})/g,
     secretGroup: 0,
     mayMatch: (text) => GITHUB_PREFIX_ANYWHERE.test(text),
   },
   {
     name: "slackToken",
-    pattern: new RegExp(`(?<![A-Za-z0-9-])(?:${SLACK_PREFIX})`, "g"),
+    pattern: /(?<![A-Za-z0-9-])(?:xox[abposr]-[A-Za-z0-9-]{10,}|https:\/\/hooks\.slack\.com\/services\/[A-Za-z0-9/_-]+)/g,
     secretGroup: 0,
     mayMatch: (text) => SLACK_PREFIX_ANYWHERE.test(text),
   },
@@ -93,7 +89,8 @@ export const REGEX_DETECTORS: readonly RegexDetector[] = [
   },
   {
     name: "passwordAssignment",
-    pattern: new RegExp(`(?<![A-Za-z0-9])((?:${PASSWORD_KEYWORDS})["']?[ \\t]{0,3}[:=][ \\t]{0,3}["']?)([^\\s"',;&]+)`, "gi"),
+    pattern:
+      /(?<![A-Za-z0-9])((?:password|passwd|pwd|passphrase|secret|client[_-]?secret|api[_-]?key|access[_-]?token|auth[_-]?token|account[_-]?key)["']?[ \t]{0,3}[:=][ \t]{0,3}["']?)([^\s"',;&]+)/gi,
     secretGroup: 2,
     mayMatch: (text) => (text.includes("=") || text.includes(":")) && PASSWORD_KEYWORD_ANYWHERE.test(text),
   },

@@ -68,6 +68,8 @@ async function start(settings: GatewaySettings = base): Promise<string> {
     authzAddress: authz.address,
     extProcAddress: proc.address,
     upstream: { url: upstream.url, ca: cert.cert },
+    // A listener with a DownstreamTlsContext (envoy/sidecar.yaml) serves the throw-away 127.0.0.1 certificate.
+    ...(settings.downstreamTls !== null ? { listen: { host: "127.0.0.1", port: 0, tls: { cert: cert.cert, key: cert.key } } } : {}),
   });
   return gateway.url;
 }
@@ -703,16 +705,18 @@ describe("HCM behaviours of envoy/sidecar.yaml", () => {
   it("normalizes the path before ext_authz sees it, rejects escaped slashes and underscore headers", async () => {
     if (!existsSync(SIDECAR)) return;
     const url = await start(withAuthz({ timeoutMs: 2000 }, loadGatewaySettings(SIDECAR)));
+    // The sidecar's listener speaks TLS (test/integration/gateway/listener-tls.test.ts covers it).
+    const tls = { ca: cert.cert, alpn: ["h2", "http/1.1"] };
     // normalize_path (RFC 3986 dot segments) + merge_slashes, ConnectionManagerUtility::maybeNormalizePath.
-    const ok = await request(url, { path: "/api/v1/./namespaces//default/../default/pods?limit=1" });
+    const ok = await request(url, { path: "/api/v1/./namespaces//default/../default/pods?limit=1", tls });
     expect(ok.status).toBe(200);
     expect(authz.requests[0]?.attributes?.request?.http?.path).toBe("/api/v1/namespaces/default/pods?limit=1");
     // path_with_escaped_slashes_action: REJECT_REQUEST → 400.
-    expect((await request(url, { path: "/api/v1/namespaces/a%2Fb/pods" })).status).toBe(400);
+    expect((await request(url, { path: "/api/v1/namespaces/a%2Fb/pods", tls })).status).toBe(400);
     // headers_with_underscores_action: REJECT_REQUEST.
-    expect((await request(url, { path: "/api/v1/pods", headers: { x_bad: "1" } })).status).toBe(400);
+    expect((await request(url, { path: "/api/v1/pods", headers: { x_bad: "1" }, tls })).status).toBe(400);
     // use_remote_address + preserve_external_request_id false: the client cannot choose x-request-id.
-    await request(url, { path: "/api/v1/pods", headers: { "x-request-id": "chosen-by-agent" } });
+    await request(url, { path: "/api/v1/pods", headers: { "x-request-id": "chosen-by-agent" }, tls });
     expect(authz.requests.at(-1)?.attributes?.request?.http?.headers["x-request-id"]).not.toBe("chosen-by-agent");
   });
 });

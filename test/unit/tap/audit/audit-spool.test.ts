@@ -148,6 +148,8 @@ describe("AuditSpool read cache", () => {
       const limit = limits[i % limits.length] ?? { rows: 1, bytes: 1 };
       const b: SpoolBatch = await spool.readBatch(from, spool.end, limit.rows, limit.bytes);
       out.push({ from: b.from, to: b.to, requests: texts(b.requests), approvals: texts(b.approvals), corrupt: b.corruptRecords });
+      // Every batch makes progress (a position going backwards would re-deliver rows forever).
+      if (comparePositions(b.to, from) <= 0) throw new Error(`no progress at ${JSON.stringify(from)} -> ${JSON.stringify(b.to)}`);
       from = b.to;
     }
     return out;
