@@ -2,8 +2,10 @@
  * @module bench/mask
  * Masking throughput and memory: a 10,000-item SecretList, a watch stream of the same Secrets in 16 KiB
  * chunks, and a Deployment list (env walk), each next to plain JSON.parse + JSON.stringify of the same
- * bytes. Run: `npx vite-node bench/mask.ts` (add `--expose-gc` via NODE_OPTIONS for cleaner heap numbers).
+ * bytes. Run: `NODE_OPTIONS=--expose-gc npx vite-node bench/mask.ts` (BENCH_RUNS=n for more runs). Mask and
+ * baseline runs alternate, and both wall-clock and process-CPU-time medians are printed.
  */
+import { cpus, loadavg } from "node:os";
 import { maskResponseBody } from "../tap/mask/mask-response.js";
 import { defaultMaskConfig } from "../tap/mask/mask-config.js";
 import { WatchStreamMasker } from "../tap/mask/watch-stream-masker.js";
@@ -64,28 +66,57 @@ function deploymentItem(i: number): Record<string, unknown> {
 interface Row {
   readonly scenario: string;
   readonly mb: number;
-  readonly maskMBs: number;
-  readonly baselineMBs: number;
-  readonly maskHeapMB: number;
-  readonly baselineHeapMB: number;
+  readonly mask: Measured;
+  readonly baseline: Measured;
 }
 
-function measure(bytes: number, fn: () => unknown, runs = 5): { mbs: number; heapMB: number } {
-  const times: number[] = [];
-  let heapMB = 0;
-  for (let i = 0; i < runs; i++) {
+interface Measured {
+  /** MB/s from the median wall-clock time. */
+  readonly wallMBs: number;
+  /** MB/s from the median CPU time of this process (user + system; includes GC threads). */
+  readonly cpuMBs: number;
+  readonly heapMB: number;
+}
+
+const RUNS = Number(process.env.BENCH_RUNS ?? 7);
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)] ?? Number.NaN;
+}
+
+/**
+ * Runs `mask` and `baseline` alternately (after one warm-up each), so load from other processes on a
+ * shared machine hits both about equally; reports medians of wall time and of process CPU time.
+ */
+function measurePair(bytes: number, mask: () => unknown, baseline: () => unknown): { mask: Measured; baseline: Measured } {
+  const samples = { mask: { wall: [] as number[], cpu: [] as number[], heap: 0 }, baseline: { wall: [] as number[], cpu: [] as number[], heap: 0 } };
+  const once = (fn: () => unknown, into: { wall: number[]; cpu: number[]; heap: number } | undefined): void => {
     gc?.();
     const before = process.memoryUsage().heapUsed;
+    const cpuStart = process.cpuUsage();
     const start = process.hrtime.bigint();
     const keep = fn();
     const ns = Number(process.hrtime.bigint() - start);
-    heapMB = Math.max(heapMB, (process.memoryUsage().heapUsed - before) / 1e6);
-    times.push(ns);
+    const cpu = process.cpuUsage(cpuStart);
     if (keep === undefined) throw new Error("unreachable");
+    if (!into) return;
+    into.heap = Math.max(into.heap, (process.memoryUsage().heapUsed - before) / 1e6);
+    into.wall.push(ns);
+    into.cpu.push((cpu.user + cpu.system) * 1000);
+  };
+  once(mask, undefined);
+  once(baseline, undefined);
+  for (let i = 0; i < RUNS; i++) {
+    once(mask, samples.mask);
+    once(baseline, samples.baseline);
   }
-  times.sort((a, b) => a - b);
-  const median = times[Math.floor(times.length / 2)]!;
-  return { mbs: bytes / 1e6 / (median / 1e9), heapMB };
+  const summarise = (s: { wall: number[]; cpu: number[]; heap: number }): Measured => ({
+    wallMBs: bytes / 1e3 / (median(s.wall) / 1e6),
+    cpuMBs: bytes / 1e3 / (median(s.cpu) / 1e6),
+    heapMB: s.heap,
+  });
+  return { mask: summarise(samples.mask), baseline: summarise(samples.baseline) };
 }
 
 function chunked(body: Buffer, size: number): Buffer[] {
@@ -98,61 +129,78 @@ const rows: Row[] = [];
 
 const secretList = Buffer.from(JSON.stringify({ apiVersion: "v1", kind: "SecretList", metadata: { resourceVersion: "1" }, items: Array.from({ length: 10_000 }, (_, i) => secretItem(i)) }));
 {
-  const mask = measure(secretList.length, () => {
-    const r = maskResponseBody({ contentType: "application/json", path: "/api/v1/secrets", body: secretList }, defaultMaskConfig);
-    if (!r.ok) throw new Error(r.code);
-    return r.body;
-  });
-  const base = measure(secretList.length, () => Buffer.from(JSON.stringify(JSON.parse(secretList.toString("utf8")))));
-  rows.push({ scenario: "SecretList, 10,000 items", mb: secretList.length / 1e6, maskMBs: mask.mbs, baselineMBs: base.mbs, maskHeapMB: mask.heapMB, baselineHeapMB: base.heapMB });
+  const measured = measurePair(
+    secretList.length,
+    () => {
+      const r = maskResponseBody({ contentType: "application/json", path: "/api/v1/secrets", body: secretList }, defaultMaskConfig);
+      if (!r.ok) throw new Error(r.code);
+      return r.body;
+    },
+    () => Buffer.from(JSON.stringify(JSON.parse(secretList.toString("utf8")))),
+  );
+  rows.push({ scenario: "SecretList, 10,000 items", mb: secretList.length / 1e6, ...measured });
 }
 
 const watchBody = Buffer.from(Array.from({ length: 10_000 }, (_, i) => `${JSON.stringify({ type: i % 3 === 0 ? "MODIFIED" : "ADDED", object: { kind: "Secret", apiVersion: "v1", ...secretItem(i) } })}\n`).join(""));
 const watchChunks = chunked(watchBody, 16 * 1024);
 let maxHeld = 0;
 {
-  const mask = measure(watchBody.length, () => {
-    const masker = new WatchStreamMasker(defaultMaskConfig, "Secret");
-    let out = 0;
-    for (const chunk of watchChunks) {
-      const r = masker.push(chunk);
-      if (!r.ok) throw new Error(r.code);
-      out += r.out.length;
-      maxHeld = Math.max(maxHeld, masker.heldBytes);
-    }
-    const e = masker.end();
-    if (!e.ok) throw new Error(e.code);
-    return out + e.out.length;
-  });
-  const base = measure(watchBody.length, () => {
-    let out = 0;
-    let tail = "";
-    for (const chunk of watchChunks) {
-      const lines = (tail + chunk.toString("utf8")).split("\n");
-      tail = lines.pop() ?? "";
-      for (const line of lines) out += Buffer.byteLength(`${JSON.stringify(JSON.parse(line))}\n`);
-    }
-    return out;
-  });
-  rows.push({ scenario: "watch, 10,000 Secret events, 16 KiB chunks", mb: watchBody.length / 1e6, maskMBs: mask.mbs, baselineMBs: base.mbs, maskHeapMB: mask.heapMB, baselineHeapMB: base.heapMB });
+  const measured = measurePair(
+    watchBody.length,
+    () => {
+      const masker = new WatchStreamMasker(defaultMaskConfig, "Secret");
+      let out = 0;
+      for (const chunk of watchChunks) {
+        const r = masker.push(chunk);
+        if (!r.ok) throw new Error(r.code);
+        out += r.out.length;
+        maxHeld = Math.max(maxHeld, masker.heldBytes);
+      }
+      const e = masker.end();
+      if (!e.ok) throw new Error(e.code);
+      return out + e.out.length;
+    },
+    () => {
+      let out = 0;
+      let tail = "";
+      for (const chunk of watchChunks) {
+        const lines = (tail + chunk.toString("utf8")).split("\n");
+        tail = lines.pop() ?? "";
+        for (const line of lines) out += Buffer.byteLength(`${JSON.stringify(JSON.parse(line))}\n`);
+      }
+      return out;
+    },
+  );
+  rows.push({ scenario: "watch, 10,000 Secret events, 16 KiB chunks", mb: watchBody.length / 1e6, ...measured });
 }
 
 const deployments = Buffer.from(JSON.stringify({ apiVersion: "apps/v1", kind: "DeploymentList", metadata: {}, items: Array.from({ length: 5_000 }, (_, i) => deploymentItem(i)) }));
 {
-  const mask = measure(deployments.length, () => {
-    const r = maskResponseBody({ contentType: "application/json", path: "/apis/apps/v1/deployments", body: deployments }, defaultMaskConfig);
-    if (!r.ok) throw new Error(r.code);
-    return r.body;
-  });
-  const base = measure(deployments.length, () => Buffer.from(JSON.stringify(JSON.parse(deployments.toString("utf8")))));
-  rows.push({ scenario: "DeploymentList, 5,000 items (env walk)", mb: deployments.length / 1e6, maskMBs: mask.mbs, baselineMBs: base.mbs, maskHeapMB: mask.heapMB, baselineHeapMB: base.heapMB });
+  const measured = measurePair(
+    deployments.length,
+    () => {
+      const r = maskResponseBody({ contentType: "application/json", path: "/apis/apps/v1/deployments", body: deployments }, defaultMaskConfig);
+      if (!r.ok) throw new Error(r.code);
+      return r.body;
+    },
+    () => Buffer.from(JSON.stringify(JSON.parse(deployments.toString("utf8")))),
+  );
+  rows.push({ scenario: "DeploymentList, 5,000 items (env walk)", mb: deployments.length / 1e6, ...measured });
 }
 
 const f = (n: number, d = 1): string => n.toFixed(d);
-console.log(`\nMasking throughput (node ${process.version}, median of 5 runs${gc ? ", gc between runs" : ""})\n`);
-console.log("| scenario | body MB | mask MB/s | parse+stringify MB/s | ratio | mask heap Δ MB | parse+stringify heap Δ MB |");
-console.log("|---|---:|---:|---:|---:|---:|---:|");
+const [load1 = 0, load5 = 0] = loadavg();
+console.log(
+  `\nMasking throughput (node ${process.version}, ${cpus().length} CPUs, load ${f(load1, 2)}/${f(load5, 2)}; ` +
+    `median of ${RUNS} alternating runs${gc ? ", gc between runs" : ""})\n`,
+);
+console.log("| scenario | body MB | mask MB/s | parse+stringify MB/s | ratio | mask MB/s (CPU time) | parse+stringify MB/s (CPU time) | ratio (CPU) | mask heap Δ MB | parse+stringify heap Δ MB |");
+console.log("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
 for (const r of rows) {
-  console.log(`| ${r.scenario} | ${f(r.mb)} | ${f(r.maskMBs)} | ${f(r.baselineMBs)} | ${f(r.maskMBs / r.baselineMBs, 2)} | ${f(r.maskHeapMB)} | ${f(r.baselineHeapMB)} |`);
+  console.log(
+    `| ${r.scenario} | ${f(r.mb)} | ${f(r.mask.wallMBs)} | ${f(r.baseline.wallMBs)} | ${f(r.mask.wallMBs / r.baseline.wallMBs, 2)} | ` +
+      `${f(r.mask.cpuMBs)} | ${f(r.baseline.cpuMBs)} | ${f(r.mask.cpuMBs / r.baseline.cpuMBs, 2)} | ${f(r.mask.heapMB)} | ${f(r.baseline.heapMB)} |`,
+  );
 }
 console.log(`\nwatch: largest carried tail ${maxHeld} bytes (cap ${defaultMaskConfig.maxWatchEventBytes}); process peak RSS ${f(process.resourceUsage().maxRSS / 1024)} MB`);
+console.log("CPU-time columns count this process only, so they move less with other load on a shared machine.");

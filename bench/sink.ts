@@ -3,8 +3,8 @@
  * Audit sink throughput: rows/s through the sink into chDB and into a ClickHouse server, next to bare inserts.
  */
 // Run: npx vite-node bench/sink.ts [rows]   (the server part runs when clickhouse-server is installed)
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { ClickHouseLogLevel, createClient } from "@clickhouse/client";
 import { openAuditSink } from "../tap/audit/audit-sink.js";
@@ -19,8 +19,47 @@ import type { DecisionEvent, ExchangeEvent } from "../tap/audit/audit-event.js";
 const ROWS = Number(process.argv[2] ?? 100_000);
 const root = mkdtempSync(join(tmpdir(), "airlock-bench-sink-"));
 
-interface Result { name: string; rows: number; recordMs: number; totalMs: number }
+interface Result {
+  name: string;
+  rows: number;
+  recordMs: number;
+  /** Time flush() took after the last record: the part of the run that delivery did not overlap. */
+  drainMs: number;
+  totalMs: number;
+  /** CPU time of the JavaScript thread (undefined where /proc is not available). */
+  mainCpuMs: number | undefined;
+  /** CPU time of the whole process: the JavaScript thread, libuv's pool, GC helpers, and chDB's engine threads. */
+  processCpuMs: number;
+}
 const results: Result[] = [];
+
+/** CPU time (user + system) of the main thread so far, from /proc (Linux; clock ticks of 10 ms). */
+function mainThreadCpuMs(): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/self/task/${process.pid}/stat`, "utf8");
+    // Fields after the command name, which is in parentheses and may contain spaces: utime is the 12th, stime the 13th.
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return (Number(fields[11]) + Number(fields[12])) * 10;
+  } catch {
+    return undefined;
+  }
+}
+
+function processCpuMs(): number {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1000;
+}
+
+/** Measure fn: wall time, main-thread CPU and process CPU. */
+async function measured<T>(fn: () => Promise<T>): Promise<{ value: T; totalMs: number; mainCpuMs: number | undefined; processCpuMs: number }> {
+  const m0 = mainThreadCpuMs();
+  const p0 = processCpuMs();
+  const t0 = performance.now();
+  const value = await fn();
+  const totalMs = performance.now() - t0;
+  const m1 = mainThreadCpuMs();
+  return { value, totalMs, mainCpuMs: m0 === undefined || m1 === undefined ? undefined : m1 - m0, processCpuMs: processCpuMs() - p0 };
+}
 
 function events(n: number): [DecisionEvent, ExchangeEvent][] {
   return Array.from({ length: n }, (_, i) => {
@@ -30,29 +69,40 @@ function events(n: number): [DecisionEvent, ExchangeEvent][] {
 }
 
 async function throughSink(name: string, cfg: AuditConfigInput): Promise<void> {
-  const evs = events(ROWS);
   const sink = await openAuditSink(cfg);
   // Warm the schema and the connection so the timing is delivery, not DDL.
   sink.recordDecision(decisionEvent({ effect: "Deny" }));
   await sink.flush();
-  // A sustained stream: chunks of 500 requests, yielding to the event loop in between as a server would,
-  // so delivery overlaps with recording. recordMs sums only the time spent inside record*().
+  // A sustained stream as a gateway sees it: per turn, the decisions of 500 new requests and the exchanges
+  // of the 500 before (their responses came back meanwhile), yielding to the event loop in between so
+  // delivery overlaps with recording. Events are made as the stream goes, as requests would make them (a
+  // heap holding all of them at once would tax every garbage collection). recordMs sums only the time
+  // spent inside record*(); drainMs is what flush() takes after the last record (delivery catching up).
   let recordMs = 0;
-  const t0 = performance.now();
-  for (let i = 0; i < evs.length; i += 500) {
-    const r0 = performance.now();
-    for (const [d, x] of evs.slice(i, i + 500)) {
-      sink.recordDecision(d);
-      sink.recordExchange(x);
+  let drainMs = 0;
+  const CHUNK = 500;
+  const run = await measured(async () => {
+    let previous: [DecisionEvent, ExchangeEvent][] = [];
+    for (let i = 0; i <= ROWS; i += CHUNK) {
+      const current = events(Math.min(CHUNK, ROWS - i));
+      const r0 = performance.now();
+      for (const [d] of current) sink.recordDecision(d);
+      for (const [, x] of previous) sink.recordExchange(x);
+      recordMs += performance.now() - r0;
+      previous = current;
+      await new Promise((r) => setImmediate(r));
     }
-    recordMs += performance.now() - r0;
-    await new Promise((r) => setImmediate(r));
-  }
-  await sink.flush();
-  const t2 = performance.now();
-  const m = sink.metrics();
+    const d0 = performance.now();
+    await sink.flush();
+    drainMs = performance.now() - d0;
+    return sink.metrics();
+  });
   await sink.close();
-  results.push({ name: `${name}${m.insertFailures > 0 ? ` (${m.insertFailures} failed attempts)` : ""}`, rows: ROWS, recordMs, totalMs: t2 - t0 });
+  const m = run.value;
+  results.push({
+    name: `${name}${m.insertFailures > 0 ? ` (${m.insertFailures} failed attempts)` : ""}`,
+    rows: ROWS, recordMs, drainMs, totalMs: run.totalMs, mainCpuMs: run.mainCpuMs, processCpuMs: run.processCpuMs,
+  });
 }
 
 /** The same rows as JSONEachRow, inserted in one go with no spool, no chain, no merge. */
@@ -65,6 +115,7 @@ async function bareRows(): Promise<string[]> {
 }
 
 async function main(): Promise<void> {
+  const loadStart = loadavg();
   const fsync = (process.env["AIRLOCK_BENCH_FSYNC"] ?? "interval") as "always" | "interval" | "never";
   await throughSink("sink → chDB (embedded)", {
     store: { kind: "embedded", dataDir: join(root, "chdb"), database: "bench" },
@@ -74,10 +125,11 @@ async function main(): Promise<void> {
     const store = await ChdbAuditStore.open({ dataDir: join(root, "chdb"), database: "bench_bare" });
     await applyMigrations(store, { dir: join(findSchemaDir(), "migrations"), retentionDays: 30 });
     const rows = await bareRows();
-    const t0 = performance.now();
-    const payload = Buffer.from(`${rows.join("\n")}\n`);
-    await store.insertJsonEachRow("requests", payload, undefined);
-    results.push({ name: "bare chDB insert (same rows)", rows: ROWS, recordMs: 0, totalMs: performance.now() - t0 });
+    const run = await measured(async () => {
+      const payload = Buffer.from(`${rows.join("\n")}\n`);
+      await store.insertJsonEachRow("requests", payload, undefined);
+    });
+    results.push({ name: "bare chDB insert (same rows)", rows: ROWS, recordMs: 0, drainMs: 0, ...run });
     await store.close();
   }
 
@@ -96,9 +148,8 @@ async function main(): Promise<void> {
       const rows = await bareRows();
       const client = createClient({ url: server.url, log: { level: ClickHouseLogLevel.OFF } });
       const objects = rows.map((r) => JSON.parse(r) as Record<string, unknown>);
-      const t0 = performance.now();
-      await client.insert({ table: "bench_bare.requests", values: objects, format: "JSONEachRow" });
-      results.push({ name: "bare @clickhouse/client insert (same rows)", rows: ROWS, recordMs: 0, totalMs: performance.now() - t0 });
+      const run = await measured(() => client.insert({ table: "bench_bare.requests", values: objects, format: "JSONEachRow" }));
+      results.push({ name: "bare @clickhouse/client insert (same rows)", rows: ROWS, recordMs: 0, drainMs: 0, ...run });
       await client.close();
     } finally {
       await server.stop();
@@ -107,12 +158,19 @@ async function main(): Promise<void> {
     console.log("clickhouse-server not installed: server rows skipped");
   }
 
-  console.log(`\naudit sink throughput, ${ROWS} rows (decision+exchange merged per row), fsync=${fsync}, node ${process.version}\n`);
-  console.log("| path | rows | time inside record*() | end-to-end | rows/s end-to-end |");
-  console.log("|---|---:|---:|---:|---:|");
+  const load = (l: number[]): string => l.map((x) => x.toFixed(2)).join(" ");
+  console.log(`\naudit sink throughput, ${ROWS} rows (decision+exchange merged per row), fsync=${fsync}, node ${process.version}`);
+  console.log(`load average at start: ${load(loadStart)}, at end: ${load(loadavg())}\n`);
+  // CPU columns do not depend on how busy the machine is the way wall time does: main-thread CPU bounds
+  // the rate one JavaScript thread can sustain; process CPU adds chDB's engine threads (not a server's).
+  const perRow = (ms: number | undefined, rows: number): string => (ms === undefined ? "-" : `${(ms * 1000 / rows).toFixed(1)} µs/row`);
+  console.log("| path | rows | time inside record*() | main-thread CPU | process CPU | drain after last record | end-to-end | rows/s end-to-end |");
+  console.log("|---|---:|---:|---:|---:|---:|---:|---:|");
   for (const r of results) {
     const rate = Math.round(r.rows / (r.totalMs / 1000));
-    console.log(`| ${r.name} | ${r.rows} | ${r.recordMs === 0 ? "-" : `${r.recordMs.toFixed(0)} ms (${(r.recordMs * 1000 / r.rows).toFixed(1)} µs/row)`} | ${r.totalMs.toFixed(0)} ms | ${rate} |`);
+    const record = r.recordMs === 0 ? "-" : `${r.recordMs.toFixed(0)} ms (${perRow(r.recordMs, r.rows)})`;
+    const drain = r.recordMs === 0 ? "-" : `${r.drainMs.toFixed(0)} ms`;
+    console.log(`| ${r.name} | ${r.rows} | ${record} | ${perRow(r.mainCpuMs, r.rows)} | ${perRow(r.processCpuMs, r.rows)} | ${drain} | ${r.totalMs.toFixed(0)} ms | ${rate} |`);
   }
   rmSync(root, { recursive: true, force: true });
 }

@@ -6,6 +6,7 @@
 import { readFile } from "node:fs/promises";
 import { parse as parseYaml, YAMLParseError } from "yaml";
 import { z } from "zod";
+import { freezeConfig } from "../authz/config/freeze-config.js";
 import { credentialsConfigSchema } from "../authz/credentials/credentials-config.js";
 import { identityConfigSchema } from "../authz/identity/identity-config.js";
 import { approvalsConfigSchema } from "../authz/approvals/approvals-config.js";
@@ -68,14 +69,6 @@ export class ConfigError extends Error {
   }
 }
 
-function deepFreeze<T>(value: T): T {
-  if (typeof value === "object" && value !== null && !Object.isFrozen(value)) {
-    Object.freeze(value);
-    for (const child of Object.values(value)) deepFreeze(child);
-  }
-  return value;
-}
-
 /** Paths in embedded stores follow `stateDir` unless the file sets them explicitly. */
 function applyStateDir(input: Record<string, unknown>): Record<string, unknown> {
   const stateDir = typeof input.stateDir === "string" ? input.stateDir : ".airlock";
@@ -108,7 +101,7 @@ export function parseAirlockConfig(input: unknown, source: string): AirlockConfi
       result.error.issues.map((issue) => `${source}: ${issue.path.length > 0 ? issue.path.join(".") : "(root)"}: ${issue.message}`),
     );
   }
-  return deepFreeze(result.data);
+  return freezeConfig(result.data);
 }
 
 /** Reads and validates a YAML (or JSON) config file; YAML errors carry line and column. */

@@ -5,6 +5,7 @@
 import Fastify from "fastify";
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { z } from "zod";
+import { approvalPreviewSchema } from "./approval-preview-schema.js";
 import type { ApprovalRecord } from "./approval-record.js";
 import type { ApprovalDecisionErrorCode, ApprovalService, ApproverIdentity } from "./approval-service.js";
 
@@ -95,26 +96,8 @@ export const approvalViewSchema = z.object({
     grant: z.enum(["once", "window"]),
     ttlSeconds: z.number().int(),
   }),
-  preview: z.object({
-    method: z.string(),
-    path: z.string(),
-    query: z.string(),
-    attributes: z.object({
-      verb: z.string(),
-      apiGroup: z.string(),
-      apiVersion: z.string(),
-      resource: z.string(),
-      subresource: z.string(),
-      namespace: z.string(),
-      name: z.string(),
-      resourceRequest: z.boolean(),
-    }),
-    body: z.discriminatedUnion("kind", [
-      z.object({ kind: z.literal("none") }),
-      z.object({ kind: z.literal("withheld"), reason: z.string() }),
-      z.object({ kind: z.literal("masked"), text: z.string(), truncated: z.boolean() }),
-    ]),
-  }),
+  // Documented in the output direction only, where strict and plain objects give the same JSON Schema.
+  preview: approvalPreviewSchema,
   createdAt: z.iso.datetime(),
   expiresAt: z.iso.datetime(),
   decidedAt: z.iso.datetime().nullable(),

@@ -3,7 +3,9 @@
  * Maps the relational rows both stores share (approvals, approval_votes, approval_history) to ApprovalRecord, validating JSON columns.
  */
 import { z } from "zod";
+import { approvalPreviewSchema } from "./approval-preview-schema.js";
 import type { ApprovalAction, ApprovalRecord, ApprovalState } from "./approval-record.js";
+import type { NewApproval } from "./approval-store.js";
 
 /** Column values as both drivers return them (PostgreSQL BIGINT arrives as a string). */
 export interface ApprovalRow {
@@ -36,6 +38,38 @@ export interface ApprovalHistoryRow {
   readonly reason: string;
 }
 
+/** The columns a new record is inserted with (besides `state`), in the order of {@link newApprovalRowValues}. */
+export const NEW_APPROVAL_COLUMNS: readonly string[] = [
+  "id",
+  "fingerprint",
+  "requester_subject",
+  "requester_groups",
+  "requester_session",
+  "rule_id",
+  "settings",
+  "preview",
+  "namespace",
+  "created_at_ms",
+  "expires_at_ms",
+];
+
+/** The values of {@link NEW_APPROVAL_COLUMNS} for a new pending record; JSON columns are serialised here. */
+export function newApprovalRowValues(input: NewApproval): (string | number)[] {
+  return [
+    input.id,
+    input.fingerprint,
+    input.requester.subject,
+    JSON.stringify(input.requester.groups),
+    input.requester.sessionId,
+    input.ruleId,
+    JSON.stringify(input.settings),
+    JSON.stringify(input.preview),
+    input.preview.attributes.namespace,
+    input.createdAtMs,
+    input.expiresAtMs,
+  ];
+}
+
 const STATES: readonly ApprovalState[] = ["pending", "approved", "rejected", "expired", "consumed"];
 const ACTIONS: readonly ApprovalAction[] = ["created", "approved", "rejected", "expired", "consumed"];
 
@@ -44,27 +78,6 @@ const settingsSchema = z.strictObject({
   minApprovals: z.number().int().positive(),
   grant: z.enum(["once", "window"]),
   ttlSeconds: z.number().int().positive(),
-});
-
-const previewSchema = z.strictObject({
-  method: z.string(),
-  path: z.string(),
-  query: z.string(),
-  attributes: z.strictObject({
-    verb: z.string(),
-    apiGroup: z.string(),
-    apiVersion: z.string(),
-    resource: z.string(),
-    subresource: z.string(),
-    namespace: z.string(),
-    name: z.string(),
-    resourceRequest: z.boolean(),
-  }),
-  body: z.discriminatedUnion("kind", [
-    z.strictObject({ kind: z.literal("none") }),
-    z.strictObject({ kind: z.literal("withheld"), reason: z.string() }),
-    z.strictObject({ kind: z.literal("masked"), text: z.string(), truncated: z.boolean() }),
-  ]),
 });
 
 const groupsSchema = z.array(z.string());
@@ -99,7 +112,7 @@ export function approvalRecordFromRows(
     },
     ruleId: row.rule_id,
     settings: settingsSchema.parse(JSON.parse(row.settings)),
-    preview: previewSchema.parse(JSON.parse(row.preview)),
+    preview: approvalPreviewSchema.parse(JSON.parse(row.preview)),
     createdAtMs: toMs(row.created_at_ms),
     expiresAtMs: toMs(row.expires_at_ms),
     state: oneOf(row.state, STATES, "state"),

@@ -3,6 +3,7 @@
  * The approvals section of Airlock's configuration: zod schema, defaults with units in key names, parsed once and frozen.
  */
 import { z } from "zod";
+import { freezeConfig } from "../config/freeze-config.js";
 
 const httpUrl = z.url({ protocol: /^https?$/ });
 
@@ -53,14 +54,6 @@ export type ApprovalsConfigResult =
   | { readonly ok: true; readonly config: Readonly<ApprovalsConfig> }
   | { readonly ok: false; readonly errors: readonly string[] };
 
-function deepFreeze<T>(value: T): T {
-  if (value !== null && typeof value === "object") {
-    for (const v of Object.values(value)) deepFreeze(v);
-    Object.freeze(value);
-  }
-  return value;
-}
-
 /** Validates and freezes. Errors are path-qualified ("approvals.webhook.url: ..."); the connection string never appears in them. */
 export function parseApprovalsConfig(input: unknown, pathPrefix = "approvals"): ApprovalsConfigResult {
   const result = approvalsConfigSchema.safeParse(input);
@@ -73,5 +66,5 @@ export function parseApprovalsConfig(input: unknown, pathPrefix = "approvals"): 
       }),
     };
   }
-  return { ok: true, config: deepFreeze(result.data) };
+  return { ok: true, config: freezeConfig(result.data) };
 }

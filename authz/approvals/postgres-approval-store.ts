@@ -3,8 +3,9 @@
  * The shared approval store for several replicas (pg): row locks for N-of-M and single use, LISTEN/NOTIFY for held Checks, versioned migrations.
  */
 import pg from "pg";
+import { checkDecision, decisionExpiresAtMs } from "./approval-decision.js";
 import type { ApprovalRecord } from "./approval-record.js";
-import { approvalRecordFromRows } from "./approval-row.js";
+import { approvalRecordFromRows, NEW_APPROVAL_COLUMNS, newApprovalRowValues } from "./approval-row.js";
 import type { ApprovalHistoryRow, ApprovalRow, ApprovalVoteRow } from "./approval-row.js";
 import type {
   ApprovalDecisionInput,
@@ -60,6 +61,11 @@ const POSTGRES_MIGRATIONS: readonly { readonly version: number; readonly sql: st
     `,
   },
 ];
+
+const INSERT_NEW_APPROVAL = `INSERT INTO airlock_approvals (${NEW_APPROVAL_COLUMNS.join(", ")}, state)
+  VALUES (${NEW_APPROVAL_COLUMNS.map((_, index) => `$${String(index + 1)}`).join(", ")}, 'pending')
+  ON CONFLICT (fingerprint, requester_subject) WHERE state IN ('pending','approved') DO NOTHING
+  RETURNING id`;
 
 /** Serialises migrations across replicas starting at once ("airlock-approvals" as a 64-bit key). */
 const MIGRATION_LOCK_KEY = "4723339261002151337";
@@ -277,26 +283,7 @@ class PostgresApprovalStore implements ApprovalStore {
     // The open record we conflicted with can leave the open set (consumed, expired) before we read it; retry then.
     for (let attempt = 0; attempt < 5; attempt++) {
       const result = await this.#tx(async (q) => {
-        const inserted = await q.query(
-          `INSERT INTO airlock_approvals (id, fingerprint, requester_subject, requester_groups, requester_session,
-             rule_id, settings, preview, namespace, created_at_ms, expires_at_ms, state)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'pending')
-           ON CONFLICT (fingerprint, requester_subject) WHERE state IN ('pending','approved') DO NOTHING
-           RETURNING id`,
-          [
-            input.id,
-            input.fingerprint,
-            input.requester.subject,
-            JSON.stringify(input.requester.groups),
-            input.requester.sessionId,
-            input.ruleId,
-            JSON.stringify(input.settings),
-            JSON.stringify(input.preview),
-            input.preview.attributes.namespace,
-            input.createdAtMs,
-            input.expiresAtMs,
-          ],
-        );
+        const inserted = await q.query(INSERT_NEW_APPROVAL, newApprovalRowValues(input));
         if (inserted.rowCount === 1) {
           await this.#history(q, input.id, input.createdAtMs, "created", input.requester.subject, "");
           await this.#notify(q, input.id);
@@ -318,20 +305,15 @@ class PostgresApprovalStore implements ApprovalStore {
   decide(input: ApprovalDecisionInput): Promise<ApprovalDecisionResult> {
     return this.#tx(async (q): Promise<ApprovalDecisionResult> => {
       // FOR UPDATE serialises concurrent votes on one record, so the N-th distinct vote is seen exactly once.
-      const record = await this.#getWith(q, input.id, true);
-      if (record === null) return { ok: false, failure: "not_found", record: null };
-      if (record.state !== "pending") {
-        return { ok: false, failure: record.state === "expired" ? "expired" : "already_decided", record };
-      }
-      // Reported, not changed: the caller's `expire` then records the expiry exactly once.
-      if (record.expiresAtMs <= input.nowMs) return { ok: false, failure: "expired", record };
-      if (record.approvers.includes(input.approver)) return { ok: false, failure: "duplicate_approver", record };
-      const ttlMs = record.settings.ttlSeconds * 1000;
+      const checked = checkDecision(await this.#getWith(q, input.id, true), input);
+      if (!checked.ok) return checked;
+      const { record } = checked;
+      const expiresAtMs = decisionExpiresAtMs(record, input.nowMs);
       if (input.action === "reject") {
         await q.query(
           `UPDATE airlock_approvals SET state = 'rejected', decided_at_ms = $1, expires_at_ms = $2, rejected_by = $3,
              rejection_reason = $4 WHERE id = $5`,
-          [input.nowMs, input.nowMs + ttlMs, input.approver, input.reason, record.id],
+          [input.nowMs, expiresAtMs, input.approver, input.reason, record.id],
         );
         await this.#history(q, record.id, input.nowMs, "rejected", input.approver, input.reason);
         await this.#notify(q, record.id);
@@ -347,7 +329,7 @@ class PostgresApprovalStore implements ApprovalStore {
       if (decided) {
         await q.query(
           "UPDATE airlock_approvals SET state = 'approved', decided_at_ms = $1, expires_at_ms = $2 WHERE id = $3",
-          [input.nowMs, input.nowMs + ttlMs, record.id],
+          [input.nowMs, expiresAtMs, record.id],
         );
       }
       await this.#notify(q, record.id);

@@ -7,8 +7,9 @@ import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import Database from "better-sqlite3";
 import type { Database as SqliteDatabase } from "better-sqlite3";
+import { checkDecision, decisionExpiresAtMs } from "./approval-decision.js";
 import type { ApprovalRecord } from "./approval-record.js";
-import { approvalRecordFromRows } from "./approval-row.js";
+import { approvalRecordFromRows, NEW_APPROVAL_COLUMNS, newApprovalRowValues } from "./approval-row.js";
 import type { ApprovalHistoryRow, ApprovalRow, ApprovalVoteRow } from "./approval-row.js";
 import type {
   ApprovalDecisionInput,
@@ -64,6 +65,10 @@ const SQLITE_MIGRATIONS: readonly { readonly version: number; readonly sql: stri
     `,
   },
 ];
+
+const INSERT_NEW_APPROVAL = `INSERT INTO approvals (${NEW_APPROVAL_COLUMNS.join(", ")}, state)
+  VALUES (${NEW_APPROVAL_COLUMNS.map(() => "?").join(", ")}, 'pending')
+  ON CONFLICT (fingerprint, requester_subject) WHERE state IN ('pending','approved') DO NOTHING`;
 
 export interface SqliteApprovalStoreOptions {
   /** File path, or ":memory:" for tests. */
@@ -175,26 +180,7 @@ class SqliteApprovalStore implements ApprovalStore {
   createPending(input: NewApproval): Promise<{ readonly record: ApprovalRecord; readonly created: boolean }> {
     const result = this.#db
       .transaction((): { id: string; created: boolean } => {
-        const info = this.#db
-          .prepare(
-            `INSERT INTO approvals (id, fingerprint, requester_subject, requester_groups, requester_session, rule_id,
-               settings, preview, namespace, created_at_ms, expires_at_ms, state)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending')
-             ON CONFLICT (fingerprint, requester_subject) WHERE state IN ('pending','approved') DO NOTHING`,
-          )
-          .run(
-            input.id,
-            input.fingerprint,
-            input.requester.subject,
-            JSON.stringify(input.requester.groups),
-            input.requester.sessionId,
-            input.ruleId,
-            JSON.stringify(input.settings),
-            JSON.stringify(input.preview),
-            input.preview.attributes.namespace,
-            input.createdAtMs,
-            input.expiresAtMs,
-          );
+        const info = this.#db.prepare(INSERT_NEW_APPROVAL).run(...newApprovalRowValues(input));
         if (info.changes === 1) {
           this.#history(input.id, input.createdAtMs, "created", input.requester.subject, "");
           return { id: input.id, created: true };
@@ -217,21 +203,17 @@ class SqliteApprovalStore implements ApprovalStore {
   decide(input: ApprovalDecisionInput): Promise<ApprovalDecisionResult> {
     const outcome = this.#db
       .transaction((): ApprovalDecisionResult => {
-        const record = this.#getSync(input.id);
-        if (record === null) return { ok: false, failure: "not_found", record: null };
-        if (record.state !== "pending") {
-          return { ok: false, failure: record.state === "expired" ? "expired" : "already_decided", record };
-        }
-        // Reported, not changed: the caller's `expire` then records the expiry exactly once.
-        if (record.expiresAtMs <= input.nowMs) return { ok: false, failure: "expired", record };
-        if (record.approvers.includes(input.approver)) return { ok: false, failure: "duplicate_approver", record };
+        const checked = checkDecision(this.#getSync(input.id), input);
+        if (!checked.ok) return checked;
+        const { record } = checked;
+        const expiresAtMs = decisionExpiresAtMs(record, input.nowMs);
         if (input.action === "reject") {
           this.#db
             .prepare(
               `UPDATE approvals SET state = 'rejected', decided_at_ms = ?, expires_at_ms = ?, rejected_by = ?,
                  rejection_reason = ? WHERE id = ?`,
             )
-            .run(input.nowMs, input.nowMs + record.settings.ttlSeconds * 1000, input.approver, input.reason, record.id);
+            .run(input.nowMs, expiresAtMs, input.approver, input.reason, record.id);
           this.#history(record.id, input.nowMs, "rejected", input.approver, input.reason);
           return { ok: true, record: this.#mustGet(record.id), decided: true };
         }
@@ -246,7 +228,7 @@ class SqliteApprovalStore implements ApprovalStore {
         if (decided) {
           this.#db
             .prepare("UPDATE approvals SET state = 'approved', decided_at_ms = ?, expires_at_ms = ? WHERE id = ?")
-            .run(input.nowMs, input.nowMs + record.settings.ttlSeconds * 1000, record.id);
+            .run(input.nowMs, expiresAtMs, record.id);
         }
         return { ok: true, record: this.#mustGet(record.id), decided };
       })

@@ -7,8 +7,9 @@
 import { readFile } from "node:fs/promises";
 import { parseArgs } from "node:util";
 import { keyUrlProblem } from "../identity/identity-config.js";
-import { writeCommandLine } from "./command-streams.js";
+import { writeCommandLine, writeUsageProblem } from "./command-streams.js";
 import type { CommandStreams } from "./command-streams.js";
+import { CREDENTIAL_SOURCE_OPTIONS, credentialSourceFromOptions } from "./credential-source.js";
 import { credentialCacheDirectory, credentialCacheKey, readCachedCredential, writeCachedCredential } from "./credential-cache.js";
 import type { CachedCredential } from "./credential-cache.js";
 import { TOKEN_ENDPOINT_PATH } from "./token-exchange-routes.js";
@@ -116,9 +117,7 @@ export async function runCredentialCommand(
       args: [...argv],
       options: {
         server: { type: "string" },
-        "subject-token-file": { type: "string" },
-        "client-id": { type: "string" },
-        "client-secret-env": { type: "string" },
+        ...CREDENTIAL_SOURCE_OPTIONS,
         scope: { type: "string" },
         "refresh-before-seconds": { type: "string", default: "60" },
         "cache-dir": { type: "string" },
@@ -128,27 +127,20 @@ export async function runCredentialCommand(
       strict: true,
     }));
   } catch (error) {
-    writeCommandLine(io.stderr, `${(error as Error).message}\n${CREDENTIAL_USAGE}`);
-    return 2;
+    return writeUsageProblem(io.stderr, (error as Error).message, CREDENTIAL_USAGE);
   }
-  const usage = (problem: string): number => {
-    writeCommandLine(io.stderr, `airlock credential: ${problem}\n${CREDENTIAL_USAGE}`);
-    return 2;
-  };
+  const usage = (problem: string): number => writeUsageProblem(io.stderr, `airlock credential: ${problem}`, CREDENTIAL_USAGE);
   const server = values.server;
   if (server === undefined) return usage("--server is required");
   const urlProblem = keyUrlProblem(server);
   if (urlProblem !== undefined && !(values["insecure-http"] && urlProblem.startsWith("must use https") && server.startsWith("http://"))) {
     return usage(`--server ${urlProblem}${urlProblem.startsWith("must use https") ? " (or pass --insecure-http)" : ""}`);
   }
-  const tokenFile = values["subject-token-file"];
-  const clientId = values["client-id"];
-  const secretEnv = values["client-secret-env"];
-  if ((tokenFile === undefined) === (clientId === undefined)) {
-    return usage("give exactly one of --subject-token-file or --client-id");
+  const source = credentialSourceFromOptions(values);
+  if ("problem" in source) return usage(source.problem);
+  if (source.kind === "subjectTokenFile" && values["client-secret-env"] !== undefined) {
+    return usage("--client-secret-env goes with --client-id");
   }
-  if (clientId !== undefined && secretEnv === undefined) return usage("--client-id needs --client-secret-env");
-  if (tokenFile !== undefined && secretEnv !== undefined) return usage("--client-secret-env goes with --client-id");
   const refreshBeforeSeconds = Number(values["refresh-before-seconds"]);
   if (!Number.isSafeInteger(refreshBeforeSeconds) || refreshBeforeSeconds < 0 || refreshBeforeSeconds > 3600) {
     return usage("--refresh-before-seconds must be a whole number from 0 to 3600");
@@ -160,7 +152,11 @@ export async function runCredentialCommand(
   }
 
   const cacheDirectory = credentialCacheDirectory(env, values["cache-dir"]);
-  const cacheKey = credentialCacheKey([server, tokenFile === undefined ? `client:${clientId ?? ""}` : `file:${tokenFile}`, values.scope ?? ""]);
+  const cacheKey = credentialCacheKey([
+    server,
+    source.kind === "clientSecret" ? `client:${source.clientId}` : `file:${source.tokenFile}`,
+    values.scope ?? "",
+  ]);
   const useCache = !values["no-cache"];
   try {
     let credential = useCache ? await readCachedCredential(cacheDirectory, cacheKey) : undefined;
@@ -172,23 +168,23 @@ export async function runCredentialCommand(
         grant_type: TOKEN_EXCHANGE_GRANT_TYPE,
         requested_token_type: JWT_TOKEN_TYPE,
       };
-      if (tokenFile !== undefined) {
+      if (source.kind === "subjectTokenFile") {
         // Re-read every time: projected and CI tokens are rotated in place.
         let subjectToken: string;
         try {
-          subjectToken = (await readFile(tokenFile, "utf8")).trim();
+          subjectToken = (await readFile(source.tokenFile, "utf8")).trim();
         } catch (error) {
-          throw new Error(`cannot read --subject-token-file ${tokenFile}: ${(error as NodeJS.ErrnoException).code ?? "error"}`);
+          throw new Error(`cannot read --subject-token-file ${source.tokenFile}: ${(error as NodeJS.ErrnoException).code ?? "error"}`);
         }
-        if (subjectToken === "") throw new Error(`--subject-token-file ${tokenFile} is empty`);
+        if (subjectToken === "") throw new Error(`--subject-token-file ${source.tokenFile} is empty`);
         parameters.subject_token = subjectToken;
         parameters.subject_token_type = JWT_TOKEN_TYPE;
       } else {
-        const secret = env[secretEnv ?? ""];
-        if (secret === undefined || secret === "") throw new Error(`environment variable ${secretEnv ?? ""} is not set`);
+        const secret = env[source.secretEnv];
+        if (secret === undefined || secret === "") throw new Error(`environment variable ${source.secretEnv} is not set`);
         parameters.subject_token = secret;
         parameters.subject_token_type = CLIENT_SECRET_TOKEN_TYPE;
-        parameters.client_id = clientId ?? "";
+        parameters.client_id = source.clientId;
       }
       if (values.scope !== undefined) parameters.scope = values.scope;
       credential = await exchange(server, parameters, now());

@@ -4,6 +4,7 @@
  * OIDC subject tokens, registered agent clients and the per-client rate limit.
  */
 import { z } from "zod";
+import { freezeConfig } from "../config/freeze-config.js";
 import { identityConfigSchema } from "../identity/identity-config.js";
 import { isNamespacePattern, MAX_SCOPE_NAMESPACES } from "./agent-scope.js";
 import { parseSecretHash } from "./client-secret.js";
@@ -144,14 +145,6 @@ export class TokenExchangeConfigError extends Error {
   }
 }
 
-function deepFreeze<T>(value: T): T {
-  if (typeof value === "object" && value !== null && !Object.isFrozen(value)) {
-    Object.freeze(value);
-    for (const child of Object.values(value)) deepFreeze(child);
-  }
-  return value;
-}
-
 /** Validates the section once (embedding, tests; `airlock serve` parses it as part of the whole file) and freezes it. */
 export function parseTokenExchangeConfig(input: unknown): TokenExchangeConfig {
   const result = tokenExchangeConfigSchema.safeParse(input ?? {});
@@ -160,5 +153,5 @@ export function parseTokenExchangeConfig(input: unknown): TokenExchangeConfig {
       result.error.issues.map((issue) => `tokenExchange.${issue.path.join(".") || "(root)"}: ${issue.message}`),
     );
   }
-  return deepFreeze(result.data);
+  return freezeConfig(result.data);
 }

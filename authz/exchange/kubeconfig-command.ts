@@ -8,7 +8,8 @@ import { chmod, readFile, rename, unlink, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { parseArgs } from "node:util";
 import { stringify } from "yaml";
-import { writeCommandLine } from "./command-streams.js";
+import { writeCommandLine, writeUsageProblem } from "./command-streams.js";
+import { CREDENTIAL_SOURCE_OPTIONS, credentialSourceArgs, credentialSourceFromOptions } from "./credential-source.js";
 import type { CommandStreams } from "./command-streams.js";
 
 export const KUBECONFIG_USAGE = `usage: airlock kubeconfig --server AIRLOCK_URL (--subject-token-file FILE | --client-id ID --client-secret-env VAR)
@@ -94,9 +95,7 @@ export async function runKubeconfigCommand(argv: readonly string[], io: CommandS
         sidecar: { type: "string", default: DEFAULT_SIDECAR_URL },
         "certificate-authority": { type: "string" },
         "tls-server-name": { type: "string" },
-        "subject-token-file": { type: "string" },
-        "client-id": { type: "string" },
-        "client-secret-env": { type: "string" },
+        ...CREDENTIAL_SOURCE_OPTIONS,
         scope: { type: "string" },
         namespace: { type: "string" },
         name: { type: "string", default: "airlock" },
@@ -109,19 +108,12 @@ export async function runKubeconfigCommand(argv: readonly string[], io: CommandS
       strict: true,
     }));
   } catch (error) {
-    writeCommandLine(io.stderr, `${(error as Error).message}\n${KUBECONFIG_USAGE}`);
-    return 2;
+    return writeUsageProblem(io.stderr, (error as Error).message, KUBECONFIG_USAGE);
   }
-  const usage = (problem: string): number => {
-    writeCommandLine(io.stderr, `airlock kubeconfig: ${problem}\n${KUBECONFIG_USAGE}`);
-    return 2;
-  };
+  const usage = (problem: string): number => writeUsageProblem(io.stderr, `airlock kubeconfig: ${problem}`, KUBECONFIG_USAGE);
   if (values.server === undefined) return usage("--server (the Airlock URL that exchanges tokens) is required");
-  const tokenFile = values["subject-token-file"];
-  const clientId = values["client-id"];
-  const secretEnv = values["client-secret-env"];
-  if ((tokenFile === undefined) === (clientId === undefined)) return usage("give exactly one of --subject-token-file or --client-id");
-  if (clientId !== undefined && secretEnv === undefined) return usage("--client-id needs --client-secret-env");
+  const source = credentialSourceFromOptions(values);
+  if ("problem" in source) return usage(source.problem);
   let sidecarProtocol: string;
   try {
     sidecarProtocol = new URL(values.sidecar).protocol;
@@ -151,7 +143,7 @@ export async function runKubeconfigCommand(argv: readonly string[], io: CommandS
   const credentialArgs = [
     "--server",
     values.server,
-    ...(tokenFile === undefined ? ["--client-id", clientId ?? "", "--client-secret-env", secretEnv ?? ""] : ["--subject-token-file", tokenFile]),
+    ...credentialSourceArgs(source),
     ...(values.scope === undefined ? [] : ["--scope", values.scope]),
     ...(values["refresh-before-seconds"] === undefined ? [] : ["--refresh-before-seconds", values["refresh-before-seconds"]]),
     ...(values["insecure-http"] ? ["--insecure-http"] : []),

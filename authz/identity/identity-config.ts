@@ -2,6 +2,7 @@
  * @module authz/identity/identity-config
  * Agent identity configuration: which OIDC issuers are trusted, where their keys come from, and the claim rules.
  */
+import { freezeConfig } from "../config/freeze-config.js";
 import { z } from "zod";
 
 /**
@@ -192,14 +193,6 @@ export class IdentityConfigError extends Error {
   }
 }
 
-function deepFreeze<T>(value: T): T {
-  if (typeof value === "object" && value !== null && !Object.isFrozen(value)) {
-    Object.freeze(value);
-    for (const child of Object.values(value)) deepFreeze(child);
-  }
-  return value;
-}
-
 /**
  * Validates raw configuration (parsed YAML/JSON) once at start-up and returns it deep-frozen.
  *
@@ -211,5 +204,5 @@ function deepFreeze<T>(value: T): T {
 export function parseIdentityConfig(input: unknown): IdentityConfig {
   const result = identityConfigSchema.safeParse(input);
   if (!result.success) throw new IdentityConfigError(result.error);
-  return deepFreeze(result.data);
+  return freezeConfig(result.data);
 }

@@ -2,6 +2,7 @@
  * @module authz/identity/token-verifier
  * Verifies an agent's bearer JWT against the configured issuers and turns it into an AgentIdentity (or a coded denial).
  */
+import { freezeConfig } from "../config/freeze-config.js";
 import { createHash } from "node:crypto";
 import { decodeJwt, errors, jwtVerify } from "jose";
 import type { CryptoKey, JSONWebKeySet, JWTPayload, JWTVerifyOptions } from "jose";
@@ -122,14 +123,6 @@ interface PreparedIssuer {
 
 function deny(code: IdentityErrorCode, message: string): VerifyTokenResult {
   return { ok: false, code, message };
-}
-
-function deepFreeze<T>(value: T): T {
-  if (typeof value === "object" && value !== null && !Object.isFrozen(value)) {
-    Object.freeze(value);
-    for (const child of Object.values(value)) deepFreeze(child);
-  }
-  return value;
 }
 
 /** Own properties only: claim names come from configuration, payloads from attackers (think `__proto__`). */
@@ -275,7 +268,7 @@ function identityFrom(payload: JWTPayload, prepared: PreparedIssuer, nowSeconds:
     claims: payload,
   };
   // Frozen all the way: the same result object is handed out again on cache hits.
-  return Object.freeze({ ok: true, identity: deepFreeze(identity) });
+  return Object.freeze({ ok: true, identity: freezeConfig(identity) });
 }
 
 /**

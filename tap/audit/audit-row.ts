@@ -114,15 +114,39 @@ export function scrubSecrets(text: string): string {
   return out;
 }
 
-/** Headers as a JSON object string, sorted by lower-cased name, secret values redacted. */
+/**
+ * Headers as a JSON object string, sorted by lower-cased name, secret values redacted. Written out
+ * directly (this runs for every audit row); a header set with a name an object treats specially (array
+ * indices sort first, `__proto__` is not an own key), with lone surrogates, or with names that collide
+ * once lower-cased goes through a plain object instead, so a given header set always yields the same text.
+ */
 export function redactHeaders(headers: Readonly<Record<string, string>>): string {
-  const entries = Object.entries(headers)
-    .map(([k, v]): [string, string] => [k.toLowerCase(), v])
-    .sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
-  const out: Record<string, string> = {};
-  for (const [name, value] of entries) {
-    out[wellFormed(name)] = SECRET_HEADERS.has(name) ? REDACTED : scrubSecrets(wellFormed(value));
+  const entries: [string, string][] = [];
+  for (const key of Object.keys(headers)) entries.push([key.toLowerCase(), headers[key] ?? ""]);
+  entries.sort(byName);
+  let out = "{";
+  for (let i = 0; i < entries.length; i++) {
+    const [name, value] = entries[i] ?? ["", ""];
+    if (SPECIAL_NAME.test(name) || (i > 0 && entries[i - 1]?.[0] === name)) return redactHeadersViaObject(entries);
+    if (i > 0) out += ",";
+    out += `${JSON.stringify(name)}:${JSON.stringify(redactedValue(name, value))}`;
   }
+  return `${out}}`;
+}
+
+const SPECIAL_NAME = /^(?:0|[1-9][0-9]*|__proto__)$|[\uD800-\uDFFF]/;
+
+function byName(a: readonly [string, string], b: readonly [string, string]): number {
+  return a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0;
+}
+
+function redactedValue(name: string, value: string): string {
+  return SECRET_HEADERS.has(name) ? REDACTED : scrubSecrets(wellFormed(value));
+}
+
+function redactHeadersViaObject(sorted: readonly (readonly [string, string])[]): string {
+  const out: Record<string, string> = {};
+  for (const [name, value] of sorted) out[wellFormed(name)] = redactedValue(name, value);
   return JSON.stringify(out);
 }
 

@@ -59,11 +59,11 @@ export interface SpoolBatch {
 
 const SEGMENT_RE = /^seg-(\d{12})\.log$/;
 const HEADER_BYTES = 9; // 8 hex digits of CRC-32 + 1 kind character
-const CRC_PLACEHOLDER = "00000000";
 const HEX_DIGITS = Buffer.from("0123456789abcdef", "latin1");
 const DEFAULT_READ_CACHE_BYTES = 64 * 1024 * 1024;
 const KIND_R = 0x52;
 const KIND_A = 0x41;
+const KIND_C = 0x43;
 const READ_CHUNK_BYTES = 4 * 1024 * 1024;
 /** Records kept in memory while the disk refuses writes, before append() itself fails. */
 const MAX_PENDING_CHARS = 128 * 1024 * 1024;
@@ -82,38 +82,61 @@ export function encodeRecord(kind: SpoolRecordKind, payload: string): string {
   return `${crc32(body).toString(16).padStart(8, "0")}${body}\n`;
 }
 
-/** Delivered records of one written group: offset of each line in the group, and a view of its JSONEachRow line. */
+/**
+ * Where the delivered records of one written group are: offset of each record in the group, and the span of
+ * its JSONEachRow line (payload and newline). Plain numbers, not Buffer views: they stay in memory until the
+ * rows are delivered, and millions of long-lived view objects would cost the garbage collector dearly.
+ */
 interface SealedRows {
   readonly starts: number[];
-  readonly lines: Buffer[];
-  readonly isRequest: boolean[];
+  readonly lineStarts: number[];
+  readonly lineEnds: number[];
+  /** 1 for a request row (R), 0 for an approval row (A). */
+  readonly isRequest: number[];
+}
+
+function writeCrc(buf: Buffer, at: number, crc: number): void {
+  let c = crc;
+  for (let i = 7; i >= 0; i--) {
+    buf[at + i] = HEX_DIGITS[c & 0xf] ?? 0x30;
+    c >>>= 4;
+  }
 }
 
 /**
- * Fill in the CRC of every record in buf, which holds whole lines whose first 8 bytes are a placeholder,
- * and collect the delivered ones. Computing the CRC over the
- * encoded bytes costs one UTF-8 encoding per group instead of one per record and checksum.
+ * Encode records into one buffer of exactly their size, CRC-32 computed over the encoded bytes: one UTF-8
+ * pass per record and no intermediate strings (the format is encodeRecord's, byte for byte). Also collects
+ * where the delivered kinds' JSONEachRow lines are, so delivery can use these very bytes.
  */
-function sealRecords(buf: Buffer): SealedRows {
-  const rows: SealedRows = { starts: [], lines: [], isRequest: [] };
+function encodeGroup(kinds: readonly number[], payloads: readonly string[], tails: readonly string[]): { bytes: Buffer; rows: SealedRows } {
+  const lengths = new Array<number>(payloads.length);
+  let total = 0;
+  for (let i = 0; i < payloads.length; i++) {
+    const n = Buffer.byteLength(payloads[i] ?? "", "utf8") + Buffer.byteLength(tails[i] ?? "", "utf8");
+    lengths[i] = n;
+    total += n + HEADER_BYTES + 1;
+  }
+  const bytes = Buffer.allocUnsafe(total);
+  const rows: SealedRows = { starts: [], lineStarts: [], lineEnds: [], isRequest: [] };
   let pos = 0;
-  while (pos < buf.length) {
-    const nl = buf.indexOf(0x0a, pos + HEADER_BYTES);
-    const end = nl === -1 ? buf.length : nl;
-    let crc = crc32(buf.subarray(pos + 8, end));
-    for (let i = 7; i >= 0; i--) {
-      buf[pos + i] = HEX_DIGITS[crc & 0xf] ?? 0x30;
-      crc >>>= 4;
-    }
-    const kind = buf[pos + 8];
+  for (let i = 0; i < payloads.length; i++) {
+    const kind = kinds[i] ?? 0;
+    const end = pos + HEADER_BYTES + (lengths[i] ?? 0);
+    bytes[pos + 8] = kind;
+    const tail = tails[i] ?? "";
+    const at = pos + HEADER_BYTES + bytes.write(payloads[i] ?? "", pos + HEADER_BYTES, "utf8");
+    if (tail !== "") bytes.write(tail, at, "utf8");
+    bytes[end] = 0x0a;
+    writeCrc(bytes, pos, crc32(bytes.subarray(pos + 8, end)));
     if (kind === KIND_R || kind === KIND_A) {
       rows.starts.push(pos);
-      rows.lines.push(buf.subarray(pos + HEADER_BYTES, end + 1));
-      rows.isRequest.push(kind === KIND_R);
+      rows.lineStarts.push(pos + HEADER_BYTES);
+      rows.lineEnds.push(end + 1);
+      rows.isRequest.push(kind === KIND_R ? 1 : 0);
     }
     pos = end + 1;
   }
-  return rows;
+  return { bytes, rows };
 }
 
 /** One written group of records still held in memory for delivery. */
@@ -122,7 +145,7 @@ interface CachedGroup {
   /** File offsets of the group's first byte and of the byte after it. */
   readonly from: number;
   readonly to: number;
-  readonly bytes: number;
+  readonly buffer: Buffer;
   readonly rows: SealedRows;
 }
 
@@ -182,8 +205,10 @@ export class AuditSpool {
   private fsyncTimer: NodeJS.Timeout | undefined;
   private cursorState: CursorFile;
   private closed = false;
-  /** Records of the current turn, each a whole line with a CRC placeholder: sealed and written together. */
+  /** Records of the current turn (kind character code, payload, payload tail): encoded and written together. */
+  private pendingKinds: number[] = [];
   private pending: string[] = [];
+  private pendingTails: string[] = [];
   private pendingChars = 0;
   private flushScheduled = false;
   private writeError: string | undefined;
@@ -287,20 +312,21 @@ export class AuditSpool {
    * event loop, so before any response written in the same turn can leave the process. Call flushPending()
    * to write immediately.
    */
-  append(kind: SpoolRecordKind, payload: string): number {
+  append(kind: SpoolRecordKind, payload: string, tail = ""): number {
     if (this.closed) throw new AuditError("sink_closed", "audit spool is closed");
     // Lines are framed by newlines; JSON never contains a raw one, anything else would corrupt the segment.
-    if (payload.includes("\n")) throw new AuditError("spool_io", "audit spool record contains a raw newline");
+    if (payload.includes("\n") || tail.includes("\n")) throw new AuditError("spool_io", "audit spool record contains a raw newline");
     // UTF-16 length stands in for the byte count until the group is encoded (exact sizes come from the write);
     // it only decides when to roll a segment and what the budget sees in the meantime.
-    const lineChars = payload.length + HEADER_BYTES + 1;
+    const lineChars = payload.length + tail.length + HEADER_BYTES + 1;
     if (this.pendingChars + lineChars > MAX_PENDING_CHARS) {
       throw new AuditError("spool_io", `audit spool cannot be written and ${this.pendingChars} characters are waiting in memory`);
     }
     const size = (this.sizes.get(this.activeSegment) ?? 0) + this.pendingChars;
     if (size + lineChars > this.opts.segmentMaxBytes && size > 0 && this.flushPending()) this.roll();
-    // The CRC is filled in when the group is encoded (sealRecords).
-    this.pending.push(`${CRC_PLACEHOLDER}${kind}${payload}\n`);
+    this.pendingKinds.push(kind.charCodeAt(0));
+    this.pending.push(payload);
+    this.pendingTails.push(tail);
     this.pendingChars += lineChars;
     if (!this.flushScheduled) {
       this.flushScheduled = true;
@@ -321,25 +347,26 @@ export class AuditSpool {
   flushPending(): boolean {
     if (this.pending.length === 0) return true;
     if (this.closed) return false;
-    const text = this.pending.length === 1 ? this.pending[0] ?? "" : this.pending.join("");
     try {
-      this.writeGroup(Buffer.from(text, "utf8"));
+      this.writeGroup(this.pendingKinds, this.pending, this.pendingTails);
     } catch (err) {
       this.writeError = err instanceof AuditError ? err.message : String(err);
       return false;
     }
+    this.pendingKinds = [];
     this.pending = [];
+    this.pendingTails = [];
     this.pendingChars = 0;
     this.writeError = undefined;
     return true;
   }
 
-  /** Seal (CRC) and write whole records, then keep them for delivery. */
-  private writeGroup(bytes: Buffer): void {
-    const rows = sealRecords(bytes);
+  /** Encode and write whole records, then keep them for delivery. */
+  private writeGroup(kinds: readonly number[], payloads: readonly string[], tails: readonly string[]): void {
+    const { bytes, rows } = encodeGroup(kinds, payloads, tails);
     const from = this.sizes.get(this.activeSegment) ?? 0;
     this.writeBytes(bytes);
-    this.remember({ segment: this.activeSegment, from, to: from + bytes.length, bytes: bytes.length, rows });
+    this.remember({ segment: this.activeSegment, from, to: from + bytes.length, buffer: bytes, rows });
   }
 
   /**
@@ -354,13 +381,13 @@ export class AuditSpool {
       || (group.segment === last.segment + 1 && group.from === 0);
     if (!contiguous) this.dropCache();
     this.cache.push(group);
-    this.cacheBytes += group.bytes;
+    this.cacheBytes += group.buffer.length;
     while (this.cacheBytes > this.cacheMaxBytes && this.cache.length > 0) this.dropOldestCached();
   }
 
   private dropOldestCached(): void {
     const first = this.cache.shift();
-    if (first !== undefined) this.cacheBytes -= first.bytes;
+    if (first !== undefined) this.cacheBytes -= first.buffer.length;
   }
 
   private dropCache(): void {
@@ -408,7 +435,7 @@ export class AuditSpool {
       throw new AuditError("spool_io", `audit spool segment roll failed: ${(err as Error).message}`, { cause: err });
     }
     const header = this.opts.segmentHeader?.();
-    if (header !== undefined) this.writeGroup(Buffer.from(`${CRC_PLACEHOLDER}C${header}\n`, "utf8"));
+    if (header !== undefined) this.writeGroup([KIND_C], [header], [""]);
   }
 
   private syncSoon(): void {
@@ -481,7 +508,7 @@ export class AuditSpool {
       const group = this.cache[g];
       if (group === undefined) break;
       const groupEnd = { segment: group.segment, offset: group.to };
-      const { starts, lines, isRequest } = group.rows;
+      const { starts, lineStarts, lineEnds, isRequest } = group.rows;
       // Binary search for the first row at or after `from` (only the first group can start mid-way).
       let i = 0;
       if (group.segment === from.segment && from.offset > group.from) {
@@ -498,13 +525,13 @@ export class AuditSpool {
         if (comparePositions({ segment: group.segment, offset: start }, until) >= 0) {
           return { from, to: until, requests, approvals, corruptRecords: 0 };
         }
-        const line = lines[i];
-        if (line === undefined) continue;
-        if (requests.length + approvals.length >= maxRows || (bytes + line.length > maxBytes && bytes > 0)) {
+        const lineStart = lineStarts[i] ?? 0;
+        const size = (lineEnds[i] ?? 0) - lineStart;
+        if (requests.length + approvals.length >= maxRows || (bytes + size > maxBytes && bytes > 0)) {
           return { from, to: { segment: group.segment, offset: start }, requests, approvals, corruptRecords: 0 };
         }
-        bytes += line.length;
-        (isRequest[i] === true ? requests : approvals).push(line);
+        bytes += size;
+        (isRequest[i] === 1 ? requests : approvals).push(group.buffer.subarray(lineStart, lineStart + size));
       }
       if (comparePositions(groupEnd, until) >= 0) return { from, to: until, requests, approvals, corruptRecords: 0 };
       to = groupEnd;

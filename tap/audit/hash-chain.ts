@@ -34,7 +34,12 @@ export function chainHash(prevHash: string, table: AuditTable, canonical: string
 
 /** The JSONEachRow line for a canonical row: the same text with `hash` appended as the last key. */
 export function rowLine(canonical: string, hash: string): string {
-  return `${canonical.slice(0, -1)},"hash":"${hash}"}`;
+  return canonical.slice(0, -1) + hashTail(hash);
+}
+
+/** What follows the canonical text minus its closing brace in a row line. */
+export function hashTail(hash: string): string {
+  return `,"hash":"${hash}"}`;
 }
 
 /** A row as the verifier needs it: which table, its chain position, and all its columns. */

@@ -234,8 +234,8 @@ export function maskEmbeddedJson(text: string, walk: MaskWalk): string {
  * Finds pod specs anywhere in an object (Pod.spec, *.spec.template.spec, CronJob jobTemplate,
  * ControllerRevision data, PodTemplate.template, template-bearing custom resources) by their
  * container lists, and masks literal env values and inline args.
- * Visits every object: `for...in` (no key array per object) and named loads of the three list names
- * keep this walk from costing more than the parse on large lists.
+ * Visits every object, so it is kept cheap: `for...in` (no key array per object; JSON.parse objects
+ * have only own enumerable keys) and named loads of the three list names instead of a keyed loop.
  */
 function maskPodTemplatesDeep(value: unknown, walk: MaskWalk, depth: number): void {
   if (depth > 100) throw new RangeError("object nesting too deep to inspect");

@@ -30,17 +30,26 @@ export const KUBERNETES_MANIFESTS: readonly string[] = [
 /** The API server's name in the sidecar's UpstreamTlsContext (sni + SAN matcher); the test bed's cert carries it. */
 const UPSTREAM_SERVER_NAME = "kubernetes.default.svc";
 
-export interface KubectlResult {
-  /** Exit code; null when kubectl was killed (timeout or kill()). */
+/** What a finished child process (kubectl, the airlock CLI) left. */
+export interface ProcessResult {
+  /** Exit code; null when the process was killed (timeout or kill()). */
   readonly code: number | null;
   readonly stdout: string;
   readonly stderr: string;
 }
 
+export type KubectlResult = ProcessResult;
+
 export interface KubectlOptions {
-  /** Whole-process bound; kubectl is killed (SIGKILL) past it. Default 60 s. */
+  /** Whole-process bound; the process is killed (SIGKILL) past it. Default 60 s. */
   readonly timeoutMs?: number;
   readonly stdin?: string;
+}
+
+/** kubectl through the gateway: another kubeconfig than the agent's, more environment on top of the stack's. */
+export interface AgentKubectlOptions extends KubectlOptions {
+  readonly kubeconfig?: string;
+  readonly env?: NodeJS.ProcessEnv;
 }
 
 export interface BackgroundKubectl {
@@ -106,6 +115,13 @@ export interface E2eStackOptions {
   readonly name: string;
   /** `Retry-After` of pending answers; small keeps kubectl's own retries (10 of them) short. Default 2. */
   readonly retryAfterSeconds?: number;
+  /**
+   * Deep-merged into the Airlock configuration the stack builds, before parsing (mappings merge key by key, any
+   * other value replaces): e.g. `{ logLevel: "info", tokenExchange: {...} }`.
+   */
+  readonly airlockConfig?: Readonly<Record<string, unknown>>;
+  /** Where Airlock logs; stderr by default. */
+  readonly logDestination?: NodeJS.WritableStream;
 }
 
 export interface E2eStack {
@@ -122,12 +138,18 @@ export interface E2eStack {
   readonly agentToken: string;
   /** kubeconfig pointing at the gateway's TLS listener (its CA pinned) with `agentToken`. */
   readonly agentKubeconfig: string;
-  /** Scratch directory removed by close(). */
+  /** PEM of the gateway listener's self-signed certificate (its own CA): `--certificate-authority` of kubeconfigs. */
+  readonly listenerCaFile: string;
+  /** Scratch directory removed by close(); HOME of every child. */
   readonly dir: string;
+  /** kubectl's discovery cache (`--cache-dir`), inside `dir`. */
+  readonly kubeCacheDir: string;
+  /** The base environment of children: PATH, HOME (= dir), KUBECACHEDIR. */
+  readonly env: Readonly<NodeJS.ProcessEnv>;
   /** kubectl through the gateway as the agent (or with another kubeconfig). */
-  kubectl(args: readonly string[], options?: KubectlOptions & { readonly kubeconfig?: string }): Promise<KubectlResult>;
+  kubectl(args: readonly string[], options?: AgentKubectlOptions): Promise<KubectlResult>;
   /** The same, in the background (watches, deletes that wait for approval). */
-  kubectlInBackground(args: readonly string[], options?: KubectlOptions & { readonly kubeconfig?: string }): BackgroundKubectl;
+  kubectlInBackground(args: readonly string[], options?: AgentKubectlOptions): BackgroundKubectl;
   /** kubectl straight to the API server as the test bed admin (setup, and checking what really happened). */
   admin(args: readonly string[], options?: KubectlOptions): Promise<KubectlResult>;
   /** Writes a kubeconfig for the gateway's TLS listener with this token. */
@@ -152,6 +174,8 @@ export interface E2eStack {
    * that outlives `audit.exchangeTimeoutMs` (a watch) is written as a `missing` decision row plus that row.
    */
   auditRows(sessionId?: string | null): Promise<AuditRequestRow[]>;
+  /** `requests` rows of every session whose subject is `subject` (flushes the sink first), oldest first. */
+  auditRowsForSubject(subject: string): Promise<AuditRequestRow[]>;
   /** Polls auditRows until `done` holds; returns the last rows either way (the caller asserts). */
   waitForAuditRows(done: (rows: AuditRequestRow[]) => boolean, options?: { readonly sessionId?: string | null; readonly timeoutMs?: number }): Promise<AuditRequestRow[]>;
   close(): Promise<void>;
@@ -174,21 +198,34 @@ async function freePort(): Promise<number> {
   });
 }
 
-interface Spawned {
-  readonly result: Promise<KubectlResult>;
+/** Mappings merge key by key; any other value of `overlay` (arrays included) replaces the base's. */
+function mergeConfig(base: Readonly<Record<string, unknown>>, overlay: Readonly<Record<string, unknown>>): Record<string, unknown> {
+  const isMapping = (value: unknown): value is Record<string, unknown> =>
+    typeof value === "object" && value !== null && !Array.isArray(value);
+  const merged: Record<string, unknown> = { ...base };
+  for (const [key, value] of Object.entries(overlay)) {
+    const current = merged[key];
+    merged[key] = isMapping(current) && isMapping(value) ? mergeConfig(current, value) : value;
+  }
+  return merged;
+}
+
+export interface SpawnedProcess {
+  readonly result: Promise<ProcessResult>;
   readonly stdout: () => string;
   readonly kill: (signal: NodeJS.Signals) => void;
 }
 
-function spawnKubectl(args: readonly string[], env: NodeJS.ProcessEnv, options: KubectlOptions): Spawned {
-  const child = spawn(KUBECTL, [...args], { env, stdio: ["pipe", "pipe", "pipe"] });
+/** Runs `command` with exactly `env` (nothing inherited), `options.stdin` (or nothing) on its stdin. */
+export function spawnProcess(command: string, args: readonly string[], env: NodeJS.ProcessEnv, options: KubectlOptions = {}): SpawnedProcess {
+  const child = spawn(command, [...args], { env, stdio: ["pipe", "pipe", "pipe"] });
   let stdout = "";
   let stderr = "";
   child.stdout.setEncoding("utf8").on("data", (chunk: string) => { stdout += chunk; });
   child.stderr.setEncoding("utf8").on("data", (chunk: string) => { stderr += chunk; });
   child.stdin.end(options.stdin ?? "");
   const timer = setTimeout(() => { child.kill("SIGKILL"); }, options.timeoutMs ?? 60_000);
-  const result = new Promise<KubectlResult>((resolve) => {
+  const result = new Promise<ProcessResult>((resolve) => {
     child.once("error", (error) => {
       clearTimeout(timer);
       resolve({ code: null, stdout, stderr: `${stderr}\n[spawn error: ${error.message}]` });
@@ -205,6 +242,10 @@ function spawnKubectl(args: readonly string[], env: NodeJS.ProcessEnv, options: 
       if (child.exitCode === null && child.signalCode === null) child.kill(signal);
     },
   };
+}
+
+function spawnKubectl(args: readonly string[], env: NodeJS.ProcessEnv, options: KubectlOptions): SpawnedProcess {
+  return spawnProcess(KUBECTL, args, env, options);
 }
 
 function kubeconfigText(server: string, caFile: string, token: string): string {
@@ -308,32 +349,30 @@ export async function startE2eStack(options: E2eStackOptions): Promise<E2eStack>
     writeFileSync(gatewayTokenFile, gatewayToken, { mode: 0o600 });
 
     const httpPort = await freePort();
-    const config = parseAirlockConfig(
-      {
-        stateDir,
-        logLevel: process.env.AIRLOCK_E2E_LOG ?? "silent",
-        gatewayInstance: `e2e-${options.name}`,
-        server: { grpcAddress: "127.0.0.1:0", httpAddress: `127.0.0.1:${String(httpPort)}`, shutdownGraceMs: 2_000 },
-        credentials: {
-          mode: "tokenRequest",
-          apiServer: { url: testbed.server, caFile: testbed.caFile },
-          gatewayTokenFile,
-        },
-        approvals: {
-          retryAfterSeconds: options.retryAfterSeconds ?? 2,
-          agentGroups: ["agents"],
-          expirySweepSeconds: 5,
-        },
-        audit: {
-          fsync: "never",
-          batchMaxDelayMs: 100,
-          // Upgraded streams (exec) never reach ext_proc: their decision row is written only once this hold ends.
-          exchangeTimeoutMs: 3_000,
-        },
+    const baseConfig: Record<string, unknown> = {
+      stateDir,
+      logLevel: process.env.AIRLOCK_E2E_LOG ?? "silent",
+      gatewayInstance: `e2e-${options.name}`,
+      server: { grpcAddress: "127.0.0.1:0", httpAddress: `127.0.0.1:${String(httpPort)}`, shutdownGraceMs: 2_000 },
+      credentials: {
+        mode: "tokenRequest",
+        apiServer: { url: testbed.server, caFile: testbed.caFile },
+        gatewayTokenFile,
       },
-      `e2e-${options.name}`,
-    );
-    const airlock = await startAirlock(config);
+      approvals: {
+        retryAfterSeconds: options.retryAfterSeconds ?? 2,
+        agentGroups: ["agents"],
+        expirySweepSeconds: 5,
+      },
+      audit: {
+        fsync: "never",
+        batchMaxDelayMs: 100,
+        // Upgraded streams (exec) never reach ext_proc: their decision row is written only once this hold ends.
+        exchangeTimeoutMs: 3_000,
+      },
+    };
+    const config = parseAirlockConfig(mergeConfig(baseConfig, options.airlockConfig ?? {}), `e2e-${options.name}`);
+    const airlock = await startAirlock(config, options.logDestination === undefined ? {} : { logDestination: options.logDestination });
     closers.push(() => airlock.close());
 
     const listenerCert = makeListenerCert(dir);
@@ -358,9 +397,8 @@ export async function startE2eStack(options: E2eStackOptions): Promise<E2eStack>
     };
     const agentKubeconfig = writeKubeconfig("agent", agentToken);
 
-    const kubectlArgs = (args: readonly string[], kubeconfig: string | undefined): string[] => [
-      "--kubeconfig", kubeconfig ?? agentKubeconfig, "--cache-dir", cacheDir, ...args,
-    ];
+    const agentKubectl = (args: readonly string[], opts: AgentKubectlOptions): SpawnedProcess =>
+      spawnKubectl(["--kubeconfig", opts.kubeconfig ?? agentKubeconfig, "--cache-dir", cacheDir, ...args], { ...env, ...(opts.env ?? {}) }, opts);
 
     const request = (req: RawRequest): Promise<HttpResult> =>
       new Promise((resolve, reject) => {
@@ -415,7 +453,8 @@ export async function startE2eStack(options: E2eStackOptions): Promise<E2eStack>
       return (JSON.parse(res.body) as { items: ApprovalItem[] }).items;
     };
 
-    const auditRows = async (sid: string | null = sessionId): Promise<AuditRequestRow[]> => {
+    /** `where` is given the database name; rows oldest first. */
+    const selectAuditRows = async (where: (database: string) => string, params: Record<string, string | number>): Promise<AuditRequestRow[]> => {
       await airlock.audit.flush();
       const store = airlock.audit.store;
       return store.queryRows<AuditRequestRow>(
@@ -423,13 +462,18 @@ export async function startE2eStack(options: E2eStackOptions): Promise<E2eStack>
                 effect, rule_ids, approval_id, reason, workload_identity, request_headers, request_body,
                 response_status, response_body, response_outcome
            FROM ${store.database}.requests FINAL
-          WHERE {all:UInt8} = 1 OR session_id = {sid:String}
-             OR (session_id = '' AND decision_id IN (
-                  SELECT decision_id FROM ${store.database}.requests WHERE session_id = {sid:String}))
+          WHERE ${where(store.database)}
           ORDER BY time_us`,
-        { sid: sid ?? "", all: sid === null ? 1 : 0 },
+        params,
       );
     };
+    const auditRows = (sid: string | null = sessionId): Promise<AuditRequestRow[]> =>
+      selectAuditRows(
+        (database) => `{all:UInt8} = 1 OR session_id = {sid:String}
+             OR (session_id = '' AND decision_id IN (
+                  SELECT decision_id FROM ${database}.requests WHERE session_id = {sid:String}))`,
+        { sid: sid ?? "", all: sid === null ? 1 : 0 },
+      );
 
     const stack: E2eStack = {
       testbed,
@@ -441,10 +485,13 @@ export async function startE2eStack(options: E2eStackOptions): Promise<E2eStack>
       agentSubject,
       agentToken,
       agentKubeconfig,
+      listenerCaFile: listenerCert.certFile,
       dir,
-      kubectl: (args, opts = {}) => spawnKubectl(kubectlArgs(args, opts.kubeconfig), env, opts).result,
+      kubeCacheDir: cacheDir,
+      env,
+      kubectl: (args, opts = {}) => agentKubectl(args, opts).result,
       kubectlInBackground(args, opts = {}) {
-        const spawned = spawnKubectl(kubectlArgs(args, opts.kubeconfig), env, opts);
+        const spawned = agentKubectl(args, opts);
         return {
           result: spawned.result,
           stdout: spawned.stdout,
@@ -501,6 +548,7 @@ export async function startE2eStack(options: E2eStackOptions): Promise<E2eStack>
       },
       approve: (token, id, reason) => approvalsFetch(token, `/v1/approvals/${encodeURIComponent(id)}/approve`, { method: "POST", body: { reason } }),
       auditRows,
+      auditRowsForSubject: (subject) => selectAuditRows(() => "subject = {subject:String}", { subject }),
       async waitForAuditRows(done, opts = {}) {
         const deadline = Date.now() + (opts.timeoutMs ?? 15_000);
         for (;;) {

@@ -15,13 +15,12 @@ import {
   continueReply,
   grpcError,
   makeThrowAwayCert,
-  passThrough,
+  onEachMessage,
   rawValues,
   request,
-  startAuthzDouble,
-  startHttpsUpstream,
-  startProcDouble,
+  startGatewayPeers,
   type AuthzDouble,
+  type GatewayPeers,
   type ProcDouble,
   type ThrowAwayCert,
   type UpstreamDouble,
@@ -31,6 +30,7 @@ const FIXTURE = fileURLToPath(new URL("../../gateway/fixtures/minimal-bootstrap.
 const SIDECAR = fileURLToPath(new URL("../../../envoy/sidecar.yaml", import.meta.url));
 
 let cert: ThrowAwayCert;
+let peers: GatewayPeers;
 let authz: AuthzDouble;
 let proc: ProcDouble;
 let upstream: UpstreamDouble;
@@ -39,35 +39,25 @@ const base: GatewaySettings = loadGatewaySettings(FIXTURE);
 
 beforeAll(async () => {
   cert = makeThrowAwayCert();
-  [authz, proc, upstream] = await Promise.all([startAuthzDouble(), startProcDouble(), startHttpsUpstream(cert)]);
+  peers = await startGatewayPeers(cert);
+  ({ authz, proc, upstream } = peers);
 });
 
 afterAll(async () => {
-  await Promise.all([authz.close(), proc.close(), upstream.close()]);
+  await peers.close();
   cert.cleanup();
 });
 
 afterEach(async () => {
   await gateway?.close();
   gateway = null;
-  authz.requests.length = 0;
-  authz.handler = () => ({ status: { code: 0 } });
-  proc.messages.length = 0;
-  proc.streams = 0;
-  proc.handler = passThrough;
-  upstream.requests.length = 0;
-  upstream.handler = (_req, res) => {
-    res.writeHead(200, { "content-type": "application/json" });
-    res.end('{"kind":"Status"}');
-  };
+  peers.reset();
 });
 
 async function start(settings: GatewaySettings = base): Promise<string> {
   gateway = await startEnvoyFaithfulGateway({
     settings,
-    authzAddress: authz.address,
-    extProcAddress: proc.address,
-    upstream: { url: upstream.url, ca: cert.cert },
+    ...peers.gatewayOptions,
     // A listener with a DownstreamTlsContext (envoy/sidecar.yaml) serves the throw-away 127.0.0.1 certificate.
     ...(settings.downstreamTls !== null ? { listen: { host: "127.0.0.1", port: 0, tls: { cert: cert.cert, key: cert.key } } } : {}),
   });
@@ -357,19 +347,14 @@ describe("ext_proc", () => {
         res.end('{"type":"MODIFIED"}\n');
       });
     };
-    proc.handler = (call) => {
-      call.on("data", (req: ProcessingRequest__Output) => {
-        if (req.request === "response_body") {
-          const body = req.response_body?.body.toString() ?? "";
-          call.write({ response_body: { response: { body_mutation: { body: Buffer.from(body.toUpperCase()) } } } });
-        } else {
-          call.write(continueReply(req));
-        }
-      });
-      call.on("end", () => {
-        call.end();
-      });
-    };
+    proc.handler = onEachMessage((req, call) => {
+      if (req.request === "response_body") {
+        const body = req.response_body?.body.toString() ?? "";
+        call.write({ response_body: { response: { body_mutation: { body: Buffer.from(body.toUpperCase()) } } } });
+      } else {
+        call.write(continueReply(req));
+      }
+    });
     const url = await start();
     const chunks: string[] = [];
     const res = await request(url, {
@@ -393,15 +378,10 @@ describe("ext_proc", () => {
       res.writeHead(200, { "content-type": "application/json", "content-length": "11" });
       res.end('{"a":"bcd"}');
     };
-    proc.handler = (call) => {
-      call.on("data", (req: ProcessingRequest__Output) => {
-        if (req.request === "response_body") call.write({ response_body: { response: { body_mutation: { body: Buffer.from('{"a":"***masked***"}') } } } });
-        else call.write(continueReply(req));
-      });
-      call.on("end", () => {
-        call.end();
-      });
-    };
+    proc.handler = onEachMessage((req, call) => {
+      if (req.request === "response_body") call.write({ response_body: { response: { body_mutation: { body: Buffer.from('{"a":"***masked***"}') } } } });
+      else call.write(continueReply(req));
+    });
     const url = await start();
     const res = await request(url, { path: "/api/v1/namespaces/d/secrets/s" });
     // processor_state.h shouldRemoveContentLength: STREAMED → "In http1 codec, removing content length will
@@ -416,29 +396,24 @@ describe("ext_proc", () => {
   });
 
   it("request header mutations use raw_value; x-envoy-* and :authority are not settable by default", async () => {
-    proc.handler = (call) => {
-      call.on("data", (req: ProcessingRequest__Output) => {
-        if (req.request === "request_headers") {
-          call.write({
-            request_headers: {
-              response: {
-                header_mutation: {
-                  set_headers: [
-                    { header: { key: "x-from-proc", raw_value: Buffer.from("yes") } },
-                    { header: { key: "x-envoy-sneaky", raw_value: Buffer.from("1") } },
-                    { header: { key: ":authority", raw_value: Buffer.from("evil.example") } },
-                  ],
-                  remove_headers: [":path", "host"],
-                },
+    proc.handler = onEachMessage((req, call) => {
+      if (req.request === "request_headers") {
+        call.write({
+          request_headers: {
+            response: {
+              header_mutation: {
+                set_headers: [
+                  { header: { key: "x-from-proc", raw_value: Buffer.from("yes") } },
+                  { header: { key: "x-envoy-sneaky", raw_value: Buffer.from("1") } },
+                  { header: { key: ":authority", raw_value: Buffer.from("evil.example") } },
+                ],
+                remove_headers: [":path", "host"],
               },
             },
-          });
-        } else call.write(continueReply(req));
-      });
-      call.on("end", () => {
-        call.end();
-      });
-    };
+          },
+        });
+      } else call.write(continueReply(req));
+    });
     const url = await start();
     const res = await request(url, { path: "/api/v1/pods" });
     expect(res.status).toBe(200);
@@ -454,22 +429,17 @@ describe("ext_proc", () => {
   });
 
   it("immediate_response before the response started: status, headers and body go to the client", async () => {
-    proc.handler = (call) => {
-      call.on("data", (req: ProcessingRequest__Output) => {
-        if (req.request === "request_headers") {
-          call.write({
-            immediate_response: {
-              status: { code: "Forbidden" },
-              headers: { set_headers: [{ header: { key: "content-type", raw_value: Buffer.from("application/json") } }] },
-              body: Buffer.from('{"kind":"Status","reason":"Masked"}'),
-            },
-          });
-        }
-      });
-      call.on("end", () => {
-        call.end();
-      });
-    };
+    proc.handler = onEachMessage((req, call) => {
+      if (req.request === "request_headers") {
+        call.write({
+          immediate_response: {
+            status: { code: "Forbidden" },
+            headers: { set_headers: [{ header: { key: "content-type", raw_value: Buffer.from("application/json") } }] },
+            body: Buffer.from('{"kind":"Status","reason":"Masked"}'),
+          },
+        });
+      }
+    });
     const url = await start();
     const res = await request(url, { path: "/api/v1/pods" });
     expect(res.status).toBe(403);
@@ -507,16 +477,11 @@ describe("ext_proc", () => {
 
   it("mode_override is honoured in header replies only with allow_mode_override", async () => {
     const noBodies = withProc({ processingMode: { ...base.extProc!.processingMode, responseBodyMode: "NONE" } });
-    proc.handler = (call) => {
-      call.on("data", (req: ProcessingRequest__Output) => {
-        const r = continueReply(req);
-        if (req.request === "request_headers") r.mode_override = { response_body_mode: "STREAMED", response_header_mode: "SEND" };
-        call.write(r);
-      });
-      call.on("end", () => {
-        call.end();
-      });
-    };
+    proc.handler = onEachMessage((req, call) => {
+      const r = continueReply(req);
+      if (req.request === "request_headers") r.mode_override = { response_body_mode: "STREAMED", response_header_mode: "SEND" };
+      call.write(r);
+    });
     let url = await start(noBodies);
     await request(url, { path: "/api/v1/namespaces/d/secrets" });
     // ext_proc.cc onReceiveMessage: "allow_mode_override set to true and filter is waiting for header
@@ -536,26 +501,21 @@ describe("ext_proc", () => {
       setTimeout(() => res.end('"bcd"}'), 20);
     };
     let keepLength = true;
-    proc.handler = (call) => {
-      call.on("data", (req: ProcessingRequest__Output) => {
-        if (req.request !== "response_body") {
-          call.write(continueReply(req));
-          return;
-        }
-        const body = keepLength ? Buffer.from('{"a":"***"}') : Buffer.from('{"a":"*"}');
-        call.write({
-          response_body: {
-            response: {
-              header_mutation: { set_headers: [{ header: { key: "x-masked", raw_value: Buffer.from("1") } }] },
-              body_mutation: { body },
-            },
+    proc.handler = onEachMessage((req, call) => {
+      if (req.request !== "response_body") {
+        call.write(continueReply(req));
+        return;
+      }
+      const body = keepLength ? Buffer.from('{"a":"***"}') : Buffer.from('{"a":"*"}');
+      call.write({
+        response_body: {
+          response: {
+            header_mutation: { set_headers: [{ header: { key: "x-masked", raw_value: Buffer.from("1") } }] },
+            body_mutation: { body },
           },
-        });
+        },
       });
-      call.on("end", () => {
-        call.end();
-      });
-    };
+    });
     const buffered = withProc({ processingMode: { ...base.extProc!.processingMode, responseBodyMode: "BUFFERED" } });
     const url = await start(buffered);
     const res = await request(url, { path: "/api/v1/namespaces/d/secrets/s" });

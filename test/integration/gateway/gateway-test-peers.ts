@@ -17,6 +17,7 @@ import type { CheckRequest__Output } from "../../../protos/generated/envoy/servi
 import type { CheckResponse } from "../../../protos/generated/envoy/service/auth/v3/CheckResponse.js";
 import type { ProcessingRequest__Output } from "../../../protos/generated/envoy/service/ext_proc/v3/ProcessingRequest.js";
 import type { ProcessingResponse } from "../../../protos/generated/envoy/service/ext_proc/v3/ProcessingResponse.js";
+import type { EnvoyFaithfulGatewayOptions } from "../../gateway/envoy-faithful-gateway.js";
 
 export interface ThrowAwayCert {
   readonly cert: Buffer;
@@ -87,8 +88,13 @@ export interface AuthzDouble {
   readonly address: string;
   readonly requests: CheckRequest__Output[];
   handler: CheckHandler;
+  /** Forgets the requests and allows everything again (between tests). */
+  reset(): void;
   close(): Promise<void>;
 }
+
+/** The default Check answer: OK. */
+const allowAll: CheckHandler = () => ({ status: { code: 0 } });
 
 export function grpcError(code: grpc.status, details: string): grpc.ServiceError {
   return Object.assign(new Error(details), { code, details, metadata: new grpc.Metadata() });
@@ -104,7 +110,11 @@ export async function startAuthzDouble(): Promise<AuthzDouble> {
   const double: AuthzDouble = {
     address: "",
     requests: [],
-    handler: () => ({ status: { code: 0 } }),
+    handler: allowAll,
+    reset() {
+      double.requests.length = 0;
+      double.handler = allowAll;
+    },
     close: () =>
       new Promise<void>((resolve) => {
         server.tryShutdown(() => {
@@ -139,6 +149,8 @@ export interface ProcDouble {
   readonly messages: ProcessingRequest__Output[];
   streams: number;
   handler: ProcHandler;
+  /** Forgets messages and streams and passes everything through again (between tests). */
+  reset(): void;
   close(): Promise<void>;
 }
 
@@ -163,14 +175,24 @@ export function continueReply(req: ProcessingRequest__Output): ProcessingRespons
   return {};
 }
 
-export const passThrough: ProcHandler = (call) => {
-  call.on("data", (req: ProcessingRequest__Output) => {
-    call.write(continueReply(req));
-  });
-  call.on("end", () => {
-    call.end();
-  });
-};
+/**
+ * A processor that calls `onMessage` for each message of a stream and ends its side when the gateway ends its own;
+ * `onMessage` writes the replies it wants (none, for a processor that stays silent).
+ */
+export function onEachMessage(onMessage: (req: ProcessingRequest__Output, call: ProcStream) => void): ProcHandler {
+  return (call) => {
+    call.on("data", (req: ProcessingRequest__Output) => {
+      onMessage(req, call);
+    });
+    call.on("end", () => {
+      call.end();
+    });
+  };
+}
+
+export const passThrough: ProcHandler = onEachMessage((req, call) => {
+  call.write(continueReply(req));
+});
 
 /** A real grpc-js server implementing envoy.service.ext_proc.v3.ExternalProcessor/Process. */
 export async function startProcDouble(): Promise<ProcDouble> {
@@ -180,6 +202,11 @@ export async function startProcDouble(): Promise<ProcDouble> {
     messages: [],
     streams: 0,
     handler: passThrough,
+    reset() {
+      double.messages.length = 0;
+      double.streams = 0;
+      double.handler = passThrough;
+    },
     close: () =>
       new Promise<void>((resolve) => {
         server.forceShutdown();
@@ -220,8 +247,16 @@ export interface UpstreamDouble {
   readonly url: string;
   readonly requests: UpstreamRequestRecord[];
   handler: UpstreamHandler;
+  /** Forgets the requests and answers the default Status again (between tests). */
+  reset(): void;
   close(): Promise<void>;
 }
+
+/** The default upstream answer: 200 with a JSON Status. */
+const statusOk: UpstreamHandler = (_req, res) => {
+  res.writeHead(200, { "content-type": "application/json" });
+  res.end('{"kind":"Status"}');
+};
 
 /** A real HTTPS server (the kube-apiserver stand-in) that also accepts WebSocket upgrades and echoes. */
 export async function startHttpsUpstream(cert: ThrowAwayCert): Promise<UpstreamDouble> {
@@ -229,9 +264,10 @@ export async function startHttpsUpstream(cert: ThrowAwayCert): Promise<UpstreamD
   const double: UpstreamDouble = {
     url: "",
     requests: [],
-    handler: (_req, res) => {
-      res.writeHead(200, { "content-type": "application/json" });
-      res.end('{"kind":"Status"}');
+    handler: statusOk,
+    reset() {
+      double.requests.length = 0;
+      double.handler = statusOk;
     },
     close: () =>
       new Promise<void>((resolve) => {
@@ -263,6 +299,37 @@ export async function startHttpsUpstream(cert: ThrowAwayCert): Promise<UpstreamD
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   const { port } = server.address() as net.AddressInfo;
   return Object.assign(double, { url: `https://127.0.0.1:${port}` });
+}
+
+/** The three doubles a gateway test file starts once and shares between its tests. */
+export interface GatewayPeers {
+  readonly authz: AuthzDouble;
+  readonly proc: ProcDouble;
+  readonly upstream: UpstreamDouble;
+  /** The peer part of the gateway's options: these doubles, the upstream's certificate trusted. */
+  readonly gatewayOptions: Pick<EnvoyFaithfulGatewayOptions, "authzAddress" | "extProcAddress" | "upstream">;
+  /** Between tests: every double forgets what it saw and answers by default again. */
+  reset(): void;
+  close(): Promise<void>;
+}
+
+/** Starts the ext_authz and ext_proc doubles and the HTTPS upstream (serving `upstreamCert`). */
+export async function startGatewayPeers(upstreamCert: ThrowAwayCert): Promise<GatewayPeers> {
+  const [authz, proc, upstream] = await Promise.all([startAuthzDouble(), startProcDouble(), startHttpsUpstream(upstreamCert)]);
+  return {
+    authz,
+    proc,
+    upstream,
+    gatewayOptions: { authzAddress: authz.address, extProcAddress: proc.address, upstream: { url: upstream.url, ca: upstreamCert.cert } },
+    reset() {
+      authz.reset();
+      proc.reset();
+      upstream.reset();
+    },
+    close: async () => {
+      await Promise.all([authz.close(), proc.close(), upstream.close()]);
+    },
+  };
 }
 
 export interface ClientResponse {

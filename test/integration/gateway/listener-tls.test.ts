@@ -20,13 +20,11 @@ import {
 import {
   makeThrowAwayCa,
   makeThrowAwayCert,
-  passThrough,
   rawValues,
   request,
-  startAuthzDouble,
-  startHttpsUpstream,
-  startProcDouble,
+  startGatewayPeers,
   type AuthzDouble,
+  type GatewayPeers,
   type ClientTls,
   type ProcDouble,
   type ThrowAwayCa,
@@ -43,6 +41,7 @@ const sidecar = loadGatewaySettings(SIDECAR);
 let upstreamCert: ThrowAwayCert;
 let podCa: ThrowAwayCa;
 let otherCa: ThrowAwayCa;
+let peers: GatewayPeers;
 let authz: AuthzDouble;
 let proc: ProcDouble;
 let upstream: UpstreamDouble;
@@ -52,11 +51,12 @@ beforeAll(async () => {
   upstreamCert = makeThrowAwayCert();
   podCa = makeThrowAwayCa();
   otherCa = makeThrowAwayCa("someone-else");
-  [authz, proc, upstream] = await Promise.all([startAuthzDouble(), startProcDouble(), startHttpsUpstream(upstreamCert)]);
+  peers = await startGatewayPeers(upstreamCert);
+  ({ authz, proc, upstream } = peers);
 });
 
 afterAll(async () => {
-  await Promise.all([authz.close(), proc.close(), upstream.close()]);
+  await peers.close();
   upstreamCert.cleanup();
   podCa.cleanup();
   otherCa.cleanup();
@@ -65,12 +65,7 @@ afterAll(async () => {
 afterEach(async () => {
   await gateway?.close();
   gateway = null;
-  authz.requests.length = 0;
-  authz.handler = () => ({ status: { code: 0 } });
-  proc.messages.length = 0;
-  proc.streams = 0;
-  proc.handler = passThrough;
-  upstream.requests.length = 0;
+  peers.reset();
 });
 
 function withTls(patch: Partial<DownstreamTlsSettings>, s: GatewaySettings = sidecar): GatewaySettings {
@@ -81,9 +76,7 @@ function withTls(patch: Partial<DownstreamTlsSettings>, s: GatewaySettings = sid
 async function start(settings: GatewaySettings = sidecar): Promise<string> {
   gateway = await startEnvoyFaithfulGateway({
     settings,
-    authzAddress: authz.address,
-    extProcAddress: proc.address,
-    upstream: { url: upstream.url, ca: upstreamCert.cert },
+    ...peers.gatewayOptions,
     listen: { host: "127.0.0.1", port: 0, tls: { cert: podCa.cert, key: podCa.key } },
   });
   return gateway.url;
@@ -225,14 +218,9 @@ describe("starting the gateway", () => {
     }
     throw new Error("the gateway started");
   }
-  const peers = (): { authzAddress: string; extProcAddress: string; upstream: { url: string; ca: Buffer } } => ({
-    authzAddress: authz.address,
-    extProcAddress: proc.address,
-    upstream: { url: upstream.url, ca: upstreamCert.cert },
-  });
 
   it("refuses a TLS listener without key material, naming the files it stands for", async () => {
-    const error = await refusal(startEnvoyFaithfulGateway({ settings: sidecar, ...peers() }));
+    const error = await refusal(startEnvoyFaithfulGateway({ settings: sidecar, ...peers.gatewayOptions }));
     expect(error.code).toBe("tls_material_missing");
     expect(error.message).toContain("/etc/airlock/sidecar-tls/tls.crt");
   });
@@ -240,7 +228,7 @@ describe("starting the gateway", () => {
   it("refuses key material for a plaintext listener", async () => {
     const error = await refusal(startEnvoyFaithfulGateway({
       settings: loadGatewaySettings(FIXTURE),
-      ...peers(),
+      ...peers.gatewayOptions,
       listen: { host: "127.0.0.1", port: 0, tls: { cert: podCa.cert, key: podCa.key } },
     }));
     expect(error.code).toBe("tls_material_unexpected");
@@ -249,7 +237,7 @@ describe("starting the gateway", () => {
   it("refuses a key that does not match the certificate, without echoing either", async () => {
     const error = await refusal(startEnvoyFaithfulGateway({
       settings: sidecar,
-      ...peers(),
+      ...peers.gatewayOptions,
       listen: { host: "127.0.0.1", port: 0, tls: { cert: podCa.cert, key: otherCa.key } },
     }));
     expect(error.code).toBe("tls_material_invalid");
