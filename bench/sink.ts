@@ -125,6 +125,7 @@ async function main(): Promise<void> {
     const store = await ChdbAuditStore.open({ dataDir: join(root, "chdb"), database: "bench_bare" });
     await applyMigrations(store, { dir: join(findSchemaDir(), "migrations"), retentionDays: 30 });
     const rows = await bareRows();
+    // Through the same store as the sink, so with the same insert settings: the difference is the sink.
     const run = await measured(async () => {
       const payload = Buffer.from(`${rows.join("\n")}\n`);
       await store.insertJsonEachRow("requests", payload, undefined);

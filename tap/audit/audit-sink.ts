@@ -102,7 +102,12 @@ class Sink implements SpoolingAuditSink {
   private stopping = false;
   private aborted = false;
   private loop: Promise<void> | undefined;
-  private wake: (() => void) | undefined;
+  /** Sleepers woken by new rows, flush and close (the loop waiting for work). */
+  private readonly workWakers = new Set<() => void>();
+  /** Sleepers woken only by close (retry backoff: new rows must not shorten it). */
+  private readonly abortWakers = new Set<() => void>();
+  /** Rows of the batches taken out of the queue for delivery (sent or about to be), not yet confirmed. */
+  private inDelivery = 0;
   private readonly flushWaiters: { target: number; resolve: () => void }[] = [];
   private sweepTimer: NodeJS.Timeout | undefined;
   private closing: Promise<void> | undefined;
@@ -323,8 +328,10 @@ class Sink implements SpoolingAuditSink {
     const lastMark = this.lagMarks.at(-1);
     if (lastMark !== undefined && now - lastMark.atMs < 1_000) lastMark.count = this.appended;
     else this.lagMarks.push({ count: this.appended, atMs: now });
-    const pending = this.appended - this.committed;
-    if (this.wake !== undefined && (pending === 1 || pending >= this.cfg.batchMaxRows)) this.wake();
+    if (this.workWakers.size > 0) {
+      const waiting = this.waiting;
+      if (waiting === 1 || waiting === this.cfg.batchMaxRows) this.wakeForWork();
+    }
   }
 
   private noteSpoolFailure(err: unknown): void {
@@ -339,20 +346,27 @@ class Sink implements SpoolingAuditSink {
     return this.aborted;
   }
 
+  /** Rows appended and not yet confirmed by the store. */
   private get pending(): number {
     return this.appended - this.committed;
   }
 
+  /** Pending rows not yet taken into a batch. */
+  private get waiting(): number {
+    return this.appended - this.committed - this.inDelivery;
+  }
+
   /**
-   * Whether a batch should go now: a full one is waiting, or the oldest row has waited batchMaxDelayMs, or
-   * someone is flushing or closing. Otherwise rows keep collecting so each insert makes one decent part.
+   * Whether the next batch should be cut now: a full one is waiting, or the oldest waiting row has waited
+   * batchMaxDelayMs, or someone is flushing or closing. Otherwise rows keep collecting so each insert makes
+   * one decent part.
    */
   private batchDue(now: number): boolean {
-    const pending = this.pending;
-    if (pending >= this.cfg.batchMaxRows) return true;
-    if (pending <= 0) return false;
+    const waiting = this.waiting;
+    if (waiting >= this.cfg.batchMaxRows) return true;
+    if (waiting <= 0) return false;
     if (this.stopping || this.flushWaiters.length > 0) return true;
-    return (this.oldestPendingAtMs() ?? now) + this.cfg.batchMaxDelayMs <= now;
+    return (this.oldestWaitingAtMs() ?? now) + this.cfg.batchMaxDelayMs <= now;
   }
 
   private async waitForWork(): Promise<void> {
@@ -360,88 +374,147 @@ class Sink implements SpoolingAuditSink {
       if (this.aborted || this.stopping || this.flushWaiters.length > 0) return;
       const now = Date.now();
       if (this.batchDue(now)) return;
-      const oldest = this.pending > 0 ? this.oldestPendingAtMs() ?? now : undefined;
+      const oldest = this.waiting > 0 ? this.oldestWaitingAtMs() ?? now : undefined;
       await this.sleep(oldest === undefined ? undefined : oldest + this.cfg.batchMaxDelayMs - now);
     }
   }
 
-  /** Sleep until woken (new work, flush, close) or for ms. */
-  private sleep(ms: number | undefined): Promise<void> {
+  /** Sleep until woken (new work, flush, close; only close when `untilAbort`) or for ms. */
+  private sleep(ms: number | undefined, untilAbort = false): Promise<void> {
     return new Promise((resolve) => {
       let timer: NodeJS.Timeout | undefined;
       const done = (): void => {
         if (timer !== undefined) clearTimeout(timer);
-        if (this.wake === done) this.wake = undefined;
+        this.workWakers.delete(done);
+        this.abortWakers.delete(done);
         resolve();
       };
-      if (ms !== undefined) timer = setTimeout(done, ms);
-      this.wake = done;
+      if (ms !== undefined) timer = setTimeout(done, Math.max(0, ms));
+      (untilAbort ? this.abortWakers : this.workWakers).add(done);
     });
   }
 
+  private wakeForWork(): void {
+    for (const wake of [...this.workWakers]) wake();
+  }
+
+  private wakeAll(): void {
+    this.wakeForWork();
+    for (const wake of [...this.abortWakers]) wake();
+  }
+
   /**
-   * One batch at a time, in spool order. The cursor write that puts batch N+1 in flight also commits batch N
-   * (its `from` is N's `to`), so when the next batch is already due the store goes straight on to it instead
-   * of waiting for a separate commit; otherwise N is committed on its own right away. Either way the cursor
-   * is durable before the rows it covers are sent, and a restart re-sends the one batch in flight under the
-   * same token.
+   * Batches go in spool order, one insert at a time, and every batch is on disk in the cursor (in flight or
+   * queued right behind it) before it is sent, so a restart re-sends exactly the batches that may have
+   * reached the store, under the same tokens. While a batch is being inserted, the next one is cut as soon
+   * as it is due and written to the cursor as queued; it then goes the moment the first is confirmed, so the
+   * store does not sit idle through a cursor write between inserts. The cursor write that puts a batch in
+   * flight also commits everything before it.
    */
   private async deliveryLoop(): Promise<void> {
     let next = this.spool.cursor;
-    const inflight = this.spool.inflight;
-    if (inflight !== undefined) {
-      // Re-send exactly the batch that was in flight when the last run stopped, under the same token.
-      const batch = await this.spool.readBatch(inflight.from, inflight.to, Number.MAX_SAFE_INTEGER, Number.MAX_SAFE_INTEGER);
+    // Re-send what the last run had in flight, and what it had queued behind that, each under its own token.
+    let replayed: SpoolPosition | undefined;
+    for (const b of [this.spool.inflight, this.spool.queued]) {
+      if (b === undefined) continue;
+      const batch = outgoing(await this.spool.readBatch(b.from, b.to, Number.MAX_SAFE_INTEGER, Number.MAX_SAFE_INTEGER));
       if (!await this.deliverAndCount(batch)) return;
-      await this.persistDelivered(batch.to);
-      next = batch.to;
+      next = b.to;
+      replayed = b.to;
     }
-    /** Delivered, but the cursor on disk is still before it. */
-    let unpersisted: SpoolPosition | undefined;
+    if (replayed !== undefined) await this.persistDelivered(replayed, this.committed);
+    /** Confirmed, but the cursor on disk is still before it (and how many rows that covers). */
+    let unpersisted: { to: SpoolPosition; rows: number } | undefined;
+    /** Cut and already in the cursor as queued: it may be sent without another cursor write. */
+    let ready: OutgoingBatch | undefined;
     while (!this.aborted) {
-      if (unpersisted !== undefined && !this.batchDue(Date.now())) {
-        await this.persistDelivered(unpersisted);
-        unpersisted = undefined;
-      }
-      await this.waitForWork();
-      // close() may have aborted while we waited (the loop condition was checked before).
-      if (this.isAborted()) break;
-      this.spool.flushPending();
-      const end = this.spool.end;
-      if (this.pending === 0 && comparePositions(next, end) >= 0) {
-        this.resolveFlushWaiters();
-        if (this.stopping) break;
-        continue;
-      }
-      const batch = await this.spool.readBatch(next, end, this.cfg.batchMaxRows, this.cfg.batchMaxBytes);
-      if (comparePositions(batch.to, batch.from) === 0) {
-        if (unpersisted !== undefined) {
-          await this.persistDelivered(unpersisted);
+      let batch = ready;
+      ready = undefined;
+      if (batch === undefined) {
+        if (unpersisted !== undefined && !this.batchDue(Date.now())) {
+          await this.persistDelivered(unpersisted.to, unpersisted.rows);
           unpersisted = undefined;
         }
-        this.resolveFlushWaiters();
-        if (this.stopping) break;
-        await this.sleep(this.cfg.batchMaxDelayMs);
-        continue;
+        await this.waitForWork();
+        // close() may have aborted while we waited (the loop condition was checked before).
+        if (this.isAborted()) break;
+        this.spool.flushPending();
+        const end = this.spool.end;
+        if (this.pending === 0 && comparePositions(next, end) >= 0) {
+          this.resolveFlushWaiters();
+          if (this.stopping) break;
+          continue;
+        }
+        batch = outgoing(await this.spool.readBatch(next, end, this.cfg.batchMaxRows, this.cfg.batchMaxBytes));
+        if (comparePositions(batch.to, batch.from) === 0) {
+          if (unpersisted !== undefined) {
+            await this.persistDelivered(unpersisted.to, unpersisted.rows);
+            unpersisted = undefined;
+          }
+          this.resolveFlushWaiters();
+          if (this.stopping) break;
+          await this.sleep(this.cfg.batchMaxDelayMs);
+          continue;
+        }
+        if (rowsOf(batch) > 0) {
+          await this.spool.markInflight(batch);
+          if (unpersisted !== undefined) this.afterPersisted(unpersisted.to, unpersisted.rows);
+          unpersisted = undefined;
+        }
       }
-      if (batch.requests.length + batch.approvals.length > 0) {
-        await this.spool.markInflight({ from: batch.from, to: batch.to });
-        if (unpersisted !== undefined) this.afterPersisted(unpersisted);
+      this.inDelivery = rowsOf(batch);
+      const delivering = this.deliverAndCount(batch);
+      ready = await this.queueBehind(batch, delivering);
+      if (ready !== undefined && unpersisted !== undefined) {
+        // Writing the queue put `batch` in flight, which committed everything before it.
+        this.afterPersisted(unpersisted.to, unpersisted.rows);
         unpersisted = undefined;
       }
-      if (!await this.deliverAndCount(batch)) break;
+      // Aborted before the store confirmed it: the cursor on disk keeps this batch (and any queued one) for
+      // the next start; nothing may be committed past it now.
+      if (!await delivering) return;
       next = batch.to;
-      unpersisted = batch.to;
+      unpersisted = { to: batch.to, rows: this.committed };
     }
-    if (unpersisted !== undefined) await this.persistDelivered(unpersisted);
+    if (unpersisted !== undefined) await this.persistDelivered(unpersisted.to, unpersisted.rows);
+  }
+
+  /**
+   * While `current` is being delivered, wait for the next batch to become due; cut it, write it to the
+   * cursor as queued behind `current`, and return it. Undefined when `current` was settled first.
+   */
+  private async queueBehind(current: OutgoingBatch, delivering: Promise<boolean>): Promise<OutgoingBatch | undefined> {
+    if (rowsOf(current) === 0) return undefined;
+    // An object, not a let: the callback sets it and the loop below must see the change.
+    const state = { settled: false };
+    const settle = (): void => {
+      state.settled = true;
+      this.wakeForWork();
+    };
+    delivering.then(settle, settle);
+    for (;;) {
+      if (state.settled || this.isAborted()) return undefined;
+      const now = Date.now();
+      if (this.batchDue(now)) break;
+      const oldest = this.waiting > 0 ? this.oldestWaitingAtMs() ?? now : undefined;
+      await this.sleep(oldest === undefined ? undefined : oldest + this.cfg.batchMaxDelayMs - now);
+    }
+    this.spool.flushPending();
+    const queued = outgoing(await this.spool.readBatch(current.to, this.spool.end, this.cfg.batchMaxRows, this.cfg.batchMaxBytes));
+    // Nothing to insert (or only held decisions): the loop takes it up the ordinary way.
+    if (rowsOf(queued) === 0 || this.isAborted()) return undefined;
+    await this.spool.markInflight(current, queued);
+    this.inDelivery += rowsOf(queued);
+    return queued;
   }
 
   /** Deliver and account; false when aborted first (the batch stays in flight for the next start). */
-  private async deliverAndCount(batch: SpoolBatch): Promise<boolean> {
+  private async deliverAndCount(batch: OutgoingBatch): Promise<boolean> {
     this.corrupt += batch.corruptRecords;
     if (!await this.deliver(batch)) return false;
-    const rows = batch.requests.length + batch.approvals.length;
+    const rows = rowsOf(batch);
     this.committed += rows;
+    this.inDelivery = Math.max(0, this.inDelivery - rows);
     this.delivered += rows;
     this.deliveredCounter?.inc(rows);
     let drop = 0;
@@ -450,35 +523,49 @@ class Sink implements SpoolingAuditSink {
     return true;
   }
 
-  private async persistDelivered(to: SpoolPosition): Promise<void> {
+  /** Commit on its own (no batch is due): here there is time to wait for delivered segments to go. */
+  private async persistDelivered(to: SpoolPosition, rows: number): Promise<void> {
     await this.spool.commit(to);
-    this.afterPersisted(to);
+    await this.deleteDelivered(to);
+    this.markPersisted(rows);
   }
 
-  /** The cursor on disk is at or past `to`: segments wholly before it can go, flushes up to it are done. */
-  private afterPersisted(to: SpoolPosition): void {
-    // Called before the next batch is counted, so everything confirmed so far is covered by the cursor.
-    this.persisted = this.committed;
-    const firstHeld = this.held.values().next().value;
-    this.spool.deleteSegmentsBelow(Math.min(to.segment, firstHeld?.segment ?? Number.MAX_SAFE_INTEGER));
+  /**
+   * The cursor on disk is at or past `to`. Segments before it go in the background (an insert is about to
+   * start; persistDelivered waits for them).
+   */
+  private afterPersisted(to: SpoolPosition, rows: number): void {
+    void this.deleteDelivered(to);
+    this.markPersisted(rows);
+  }
+
+  /** The cursor on disk covers the first `rows` rows: flushes waiting for them are done. */
+  private markPersisted(rows: number): void {
+    this.persisted = Math.max(this.persisted, rows);
     this.resolveFlushWaiters();
   }
 
+  /** Segments wholly before `to` and before every held decision's D record. */
+  private deleteDelivered(to: SpoolPosition): Promise<void> {
+    const firstHeld = this.held.values().next().value;
+    return this.spool.deleteSegmentsBelow(Math.min(to.segment, firstHeld?.segment ?? Number.MAX_SAFE_INTEGER));
+  }
+
   /** Insert with retries and backoff; false only when the sink is aborted (close) before it succeeded. */
-  private async deliver(batch: SpoolBatch): Promise<boolean> {
-    if (batch.requests.length + batch.approvals.length === 0) return true;
+  private async deliver(batch: OutgoingBatch): Promise<boolean> {
+    if (batch.rows === 0) return true;
     const token = `${this.chainId}:${batch.from.segment}.${batch.from.offset}-${batch.to.segment}.${batch.to.offset}`;
     let delay = this.cfg.retryInitialDelayMs;
     while (!this.aborted) {
       try {
         await this.ensureSchema();
-        if (batch.requests.length > 0) {
-          await this.store.insertJsonEachRow("requests", Buffer.concat(batch.requests), `${token}:requests`);
+        if (batch.requests !== undefined) {
+          await this.store.insertJsonEachRow("requests", batch.requests, `${token}:requests`);
         }
-        if (batch.approvals.length > 0) {
-          await this.store.insertJsonEachRow("approvals", Buffer.concat(batch.approvals), `${token}:approvals`);
+        if (batch.approvals !== undefined) {
+          await this.store.insertJsonEachRow("approvals", batch.approvals, `${token}:approvals`);
         }
-        if (this.lastError !== undefined) this.logger.info({ rows: batch.requests.length + batch.approvals.length }, "audit delivery recovered");
+        if (this.lastError !== undefined) this.logger.info({ rows: batch.rows }, "audit delivery recovered");
         this.lastError = undefined;
         return true;
       } catch (err) {
@@ -488,7 +575,7 @@ class Sink implements SpoolingAuditSink {
         if (this.lastError === undefined) this.logger.warn({ err: message, retryInMs: delay }, "audit insert failed; retrying");
         this.lastError = message;
         // Full jitter keeps replicas from retrying in lockstep against a recovering server.
-        await this.sleep(Math.floor(delay / 2 + Math.random() * delay / 2));
+        await this.sleep(Math.floor(delay / 2 + Math.random() * delay / 2), true);
         delay = Math.min(delay * 2, this.cfg.retryMaxDelayMs);
       }
     }
@@ -517,6 +604,14 @@ class Sink implements SpoolingAuditSink {
     return undefined;
   }
 
+  /** When the oldest row not yet taken into a batch was appended (to the second; see writeRow). */
+  private oldestWaitingAtMs(): number | undefined {
+    if (this.waiting <= 0) return undefined;
+    const taken = this.committed + this.inDelivery;
+    for (const mark of this.lagMarks) if (mark.count > taken) return mark.atMs;
+    return undefined;
+  }
+
   private resolveFlushWaiters(): void {
     for (let i = this.flushWaiters.length - 1; i >= 0; i--) {
       const waiter = this.flushWaiters[i];
@@ -531,7 +626,7 @@ class Sink implements SpoolingAuditSink {
     if (this.persisted >= this.appended) return Promise.resolve();
     return new Promise((resolve) => {
       this.flushWaiters.push({ target: this.appended, resolve });
-      this.wake?.();
+      this.wakeForWork();
     });
   }
 
@@ -551,7 +646,7 @@ class Sink implements SpoolingAuditSink {
     if (timer !== undefined) clearTimeout(timer);
     // Held decisions stay in the spool as D records: the next start writes them as 'missing'.
     this.aborted = true;
-    this.wake?.();
+    this.wakeAll();
     const loop = this.loop;
     this.loop = undefined;
     // An insert already on the wire may take up to the request timeout; closing the store below cuts it
@@ -583,6 +678,36 @@ class Sink implements SpoolingAuditSink {
       lastError: this.lastError ?? this.spool.failure ?? this.spoolError,
     };
   }
+}
+
+/** A batch ready to send: each table's lines as one JSONEachRow payload. */
+interface OutgoingBatch {
+  readonly from: SpoolPosition;
+  readonly to: SpoolPosition;
+  readonly rows: number;
+  readonly requests: Buffer | undefined;
+  readonly approvals: Buffer | undefined;
+  readonly corruptRecords: number;
+}
+
+/**
+ * Join the lines once, right after the read: the per-line views then die young instead of living through
+ * the insert (and its retries), which would promote tens of thousands of small objects per batch into the
+ * old generation for the garbage collector to sweep.
+ */
+function outgoing(batch: SpoolBatch): OutgoingBatch {
+  return {
+    from: batch.from,
+    to: batch.to,
+    rows: batch.requests.length + batch.approvals.length,
+    requests: batch.requests.length > 0 ? Buffer.concat(batch.requests) : undefined,
+    approvals: batch.approvals.length > 0 ? Buffer.concat(batch.approvals) : undefined,
+    corruptRecords: batch.corruptRecords,
+  };
+}
+
+function rowsOf(batch: OutgoingBatch): number {
+  return batch.rows;
 }
 
 export { AuditError };

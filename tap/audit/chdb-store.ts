@@ -90,7 +90,13 @@ export class ChdbAuditStore implements AuditStore {
         table: `${this.database}.${table}`,
         values: payload,
         format: "JSONEachRow",
-        settings: dedupToken === undefined ? {} : { insert_deduplication_token: dedupToken },
+        settings: {
+          // Audit rows never share a sorting key (chain_seq is in it), so the ReplacingMergeTree collapse pass
+          // ClickHouse runs over every inserted block finds nothing and only costs time (about a sixth of the
+          // insert). Retried batches are still dropped by the token, and merges still collapse anything else.
+          optimize_on_insert: 0,
+          ...(dedupToken === undefined ? {} : { insert_deduplication_token: dedupToken }),
+        },
       });
     } catch (err) {
       throw mapError(err, "insert");

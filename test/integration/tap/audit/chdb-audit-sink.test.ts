@@ -141,6 +141,56 @@ describe("audit sink on embedded chDB", () => {
     await again.close();
   });
 
+  it("re-sends the in-flight batch and the one queued behind it, each under its own token, without duplicates", async () => {
+    const cfg = config();
+    const sink = await openAuditSink(cfg);
+    for (let i = 0; i < 60; i++) sink.recordDecision(decisionEvent({ effect: "Deny" }));
+    await sink.flush();
+    // After a flush with nothing else pending the cursor sits exactly where the first batch ended.
+    const middle = JSON.parse(readFileSync(join(cfg.spoolDir, "cursor.json"), "utf8")) as { segment: number; offset: number };
+    for (let i = 0; i < 40; i++) sink.recordDecision(decisionEvent({ effect: "Deny" }));
+    await sink.flush();
+    await sink.close();
+    expect(await count(cfg.store.database)).toEqual({ c: 100, u: 100 });
+    // Simulate a crash after both inserts but before the cursor moved past the first: both are re-sent.
+    const { AuditSpool } = await import("../../../../tap/audit/audit-spool.js");
+    const spool = AuditSpool.open({ dir: cfg.spoolDir, fsync: "never", fsyncIntervalMs: 100, segmentMaxBytes: 1 << 20 });
+    const end = spool.cursor;
+    const mid = { segment: middle.segment, offset: middle.offset };
+    await spool.markInflight({ from: { segment: end.segment, offset: 0 }, to: mid }, { from: mid, to: end });
+    spool.close();
+    const again = await openAuditSink(cfg);
+    expect(again.metrics().queueDepth).toBe(100);
+    await again.flush();
+    expect(again.metrics().queueDepth).toBe(0);
+    expect(await count(cfg.store.database)).toEqual({ c: 100, u: 100 });
+    for (let i = 0; i < 10; i++) again.recordDecision(decisionEvent({ effect: "Deny" }));
+    await again.flush();
+    await again.close();
+    expect(await count(cfg.store.database)).toEqual({ c: 110, u: 110 });
+  });
+
+  it("keeps inserting back to back under a sustained stream, each batch in order and exactly once", async () => {
+    const cfg = config({ batchMaxRows: 700, batchMaxDelayMs: 1000 });
+    const sink = await openAuditSink(cfg);
+    for (let turn = 0; turn < 40; turn++) {
+      for (let i = 0; i < 250; i++) {
+        const d = decisionEvent({ sessionId: `stream-${i % 7}` });
+        sink.recordDecision(d);
+        sink.recordExchange(exchangeFor(d));
+      }
+      await new Promise((r) => setImmediate(r));
+    }
+    await sink.flush();
+    expect(sink.metrics().queueDepth).toBe(0);
+    expect(sink.metrics().rowsDelivered).toBe(10_000);
+    await sink.close();
+    expect(await count(cfg.store.database)).toEqual({ c: 10_000, u: 10_000 });
+    const verify = collect();
+    expect(await runAuditVerifyCommand([], verify.io, cfg)).toBe(0);
+    expect(verify.out()).toContain("OK: 10000 rows");
+  });
+
   it("writes an allowed request whose response never arrives, marked missing (timeout and restart)", async () => {
     const cfg = config({ exchangeTimeoutMs: 50 });
     const sink = await openAuditSink(cfg);
