@@ -69,6 +69,7 @@ async function startServer(stateDir: string, auditYaml: string): Promise<{ child
   const { address, httpUrl } = await new Promise<{ address: string; httpUrl: string }>((resolve, reject) => {
     let text = "";
     child.stdout.on("data", (chunk: Buffer) => {
+      if (process.env.AIRLOCK_BENCH_ECHO === "1") process.stderr.write(chunk);
       text += chunk.toString();
       const grpcMatch = /gRPC\) listening on (\S+)/.exec(text);
       const httpMatch = /HTTP\) listening on (\S+)/.exec(text);
@@ -180,8 +181,13 @@ async function openLoop(client: RawCheckClient, requests: readonly Buffer[], rat
 }
 
 /** Cumulative bucket counts of airlock_check_duration_seconds, by upper bound in ms. */
+let lastLoopLagMaxMs = Number.NaN;
+
 async function serverHistogram(httpUrl: string): Promise<Map<number, number>> {
   const text = await (await fetch(`${httpUrl}/metrics`)).text();
+  // prom-client resets its event-loop delay histogram at each scrape, so this is the max since the previous one.
+  const lag = /^nodejs_eventloop_lag_max_seconds (\S+)/m.exec(text);
+  lastLoopLagMaxMs = lag?.[1] === undefined ? Number.NaN : Number(lag[1]) * 1000;
   const buckets = new Map<number, number>();
   for (const match of text.matchAll(/^airlock_check_duration_seconds_bucket\{le="([^"]+)"\} (\d+)/gm)) {
     buckets.set(match[1] === "+Inf" ? Number.POSITIVE_INFINITY : Number(match[1]) * 1000, Number(match[2]));
@@ -215,7 +221,7 @@ async function measuredRow(httpUrl: string, label: string, load: string, run: ()
   const sorted = [...sample.latenciesMs].sort((a, b) => a - b);
   const rps = (sample.completed / sample.elapsedMs) * 1000;
   const server = (q: number): string => histogramQuantile(before, after, q).toFixed(3);
-  return `| ${label} | ${load} | ${rps.toFixed(0)} | ${server(0.5)} | ${server(0.99)} | ${percentile(sorted, 50).toFixed(3)} | ${percentile(sorted, 99).toFixed(3)} | ${percentile(sorted, 99.9).toFixed(3)} | ${sample.errors} |`;
+  return `| ${label} | ${load} | ${rps.toFixed(0)} | ${server(0.5)} | ${server(0.99)} | ${lastLoopLagMaxMs.toFixed(1)} | ${percentile(sorted, 50).toFixed(3)} | ${percentile(sorted, 99).toFixed(3)} | ${percentile(sorted, 99.9).toFixed(3)} | ${sample.errors} |`;
 }
 
 /** A ClickHouse server in its own process, on the load generator's core (the gateway keeps core 0 to itself). */
@@ -247,8 +253,8 @@ async function runTopology(name: string, auditYaml: string, tokensFor: (stateDir
     const lines = [
       `### audit → ${name}`,
       "",
-      "| mode | load | achieved rps | server p50 ms | server p99 ms | client p50 ms | client p99 ms | client p99.9 ms | errors |",
-      "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+      "| mode | load | achieved rps | server p50 ms | server p99 ms | event-loop stall max ms | client p50 ms | client p99 ms | client p99.9 ms | errors |",
+      "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ];
     for (const concurrency of concurrencies) {
       lines.push(await measuredRow(httpUrl, "closed loop", `concurrency ${concurrency}`, () => closedLoop(client, requests, concurrency)));
@@ -291,15 +297,15 @@ async function runFloor(tokensFor: (stateDir: string) => Promise<string[]>): Pro
   const row = (label: string, load: string, sample: Sample): string => {
     const sorted = [...sample.latenciesMs].sort((a, b) => a - b);
     const rps = (sample.completed / sample.elapsedMs) * 1000;
-    return `| ${label} | ${load} | ${rps.toFixed(0)} | - | - | ${percentile(sorted, 50).toFixed(3)} | ${percentile(sorted, 99).toFixed(3)} | ${percentile(sorted, 99.9).toFixed(3)} | ${sample.errors} |`;
+    return `| ${label} | ${load} | ${rps.toFixed(0)} | - | - | - | ${percentile(sorted, 50).toFixed(3)} | ${percentile(sorted, 99).toFixed(3)} | ${percentile(sorted, 99.9).toFixed(3)} | ${sample.errors} |`;
   };
   try {
     await closedLoop(client, requests, 8);
     const lines = [
       "### grpc-js transport floor (fixed reply, no decision), same requests and client",
       "",
-      "| mode | load | achieved rps | server p50 ms | server p99 ms | client p50 ms | client p99 ms | client p99.9 ms | errors |",
-      "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+      "| mode | load | achieved rps | server p50 ms | server p99 ms | event-loop stall max ms | client p50 ms | client p99 ms | client p99.9 ms | errors |",
+      "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ];
     for (const concurrency of concurrencies) lines.push(row("closed loop", `concurrency ${concurrency}`, await closedLoop(client, requests, concurrency)));
     for (const rate of rates) lines.push(row("open loop", `${rate} rps`, await openLoop(client, requests, rate)));
