@@ -161,6 +161,9 @@ describe("remote issuer keys", () => {
     await vi.waitFor(() => {
       expect(server.requestCount("/jwks")).toBe(2);
     }, { timeout: 10_000 });
+    // The server counts the request before the verifier has stored the answer; let the refresh land before the
+    // clock moves on, or the refreshed keys would look brand new at the next step.
+    await new Promise((resolve) => setTimeout(resolve, 250));
     // A failed background refresh leaves the (still valid) cached keys in use.
     server.jwksMode = "error-503";
     clockMs += CACHE_MAX_AGE_MS * 0.6;
