@@ -240,7 +240,7 @@ export async function startAirlock(config: AirlockConfig, options: StartOptions 
         canAccept: () => audit.canAccept(),
         recordDecision: (record) => { audit.recordDecision(decisionEvent(record)); },
       },
-      maskRequestBody: (mediaType, body) => maskBodyText(mediaType, body),
+      maskRequestBody: (mediaType, body, path) => maskBodyText(mediaType, body, path),
     });
     const authorization = createAuthorizationHandlers(engine, {
       deadlineMarginMs: config.server.checkDeadlineMarginMs,

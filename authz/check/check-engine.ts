@@ -72,7 +72,7 @@ export interface CheckEngineDeps {
   readonly approvals: ApprovalGate | undefined;
   readonly audit: AuditGate;
   /** Masks a request body for audit rows and approval previews; must never return secret values. */
-  readonly maskRequestBody: (mediaType: string, body: Buffer) => string;
+  readonly maskRequestBody: (mediaType: string, body: Buffer, path: string | undefined) => string;
   readonly now?: () => number;
   readonly newId?: () => string;
 }
@@ -349,7 +349,8 @@ export class CheckEngine {
     let requestBody = "";
     if (ctx.body?.bytes !== undefined) {
       try {
-        requestBody = this.#deps.maskRequestBody(ctx.body.mediaType, ctx.body.bytes);
+        // The path tells the masker which kind a body without `kind` is (e.g. a merge patch to a Secret).
+        requestBody = this.#deps.maskRequestBody(ctx.body.mediaType, ctx.body.bytes, ctx.attributes?.path);
       } catch {
         requestBody = "[request body withheld: it could not be masked]";
       }
