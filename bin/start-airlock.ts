@@ -108,6 +108,7 @@ function decisionEvent(record: CheckDecisionRecord): DecisionEvent {
     maskedRequestHeaders: { ...record.requestHeaders },
     maskedRequestBody: record.requestBody,
     checkLatencyMicros: record.checkLatencyMicros,
+    exchangeExpected: record.exchangeExpected,
   };
 }
 

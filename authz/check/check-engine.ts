@@ -97,6 +97,13 @@ interface CheckContext {
 
 const EMPTY_KUBE = { verb: "", apiGroup: "", apiVersion: "", resource: "", subresource: "", namespace: "", name: "" };
 
+/** Subresources whose routes carry ext_proc off (envoy/sidecar.yaml): one decision at upgrade time, no exchange. */
+const STREAM_SUBRESOURCES = new Set(["exec", "attach", "portforward", "proxy"]);
+
+function isUninspectedStream(attributes: KubeRequestAttributes): boolean {
+  return attributes.upgrade || attributes.kubeVerb === "proxy" || STREAM_SUBRESOURCES.has(attributes.subresource);
+}
+
 function describeAction(attributes: KubeRequestAttributes): string {
   if (!attributes.resourceRequest) return `${attributes.verb} ${attributes.path}`;
   const resource = attributes.subresource === "" ? attributes.resource : `${attributes.resource}/${attributes.subresource}`;
@@ -377,6 +384,7 @@ export class CheckEngine {
       requestHeaders: redactHeaders(ctx.http.headers),
       requestBody,
       checkLatencyMicros: Math.max(0, Math.round((endedMs - ctx.startedMs) * 1000)),
+      exchangeExpected: a === undefined || !isUninspectedStream(a),
     });
   }
 }

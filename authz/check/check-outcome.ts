@@ -67,4 +67,6 @@ export interface CheckDecisionRecord {
   readonly requestHeaders: Readonly<Record<string, string>>;
   readonly requestBody: string;
   readonly checkLatencyMicros: number;
+  /** False for streams Envoy does not send through ext_proc (exec, attach, port-forward, proxy). */
+  readonly exchangeExpected: boolean;
 }

@@ -41,6 +41,11 @@ export const decisionEventSchema = z.strictObject({
   maskedRequestHeaders: z.record(z.string(), z.string()),
   maskedRequestBody: z.string(),
   checkLatencyMicros: z.number().int().nonnegative(),
+  /**
+   * False when no ext_proc exchange will follow an allowed request: exec, attach, port-forward and proxy streams
+   * run on routes where ext_proc is off. Their row is written at once instead of after the exchange timeout.
+   */
+  exchangeExpected: z.boolean().optional(),
 });
 export type DecisionEvent = z.infer<typeof decisionEventSchema>;
 
@@ -86,7 +91,9 @@ export type ResponseOutcome =
   /** Allowed, but no exchange arrived before the hold timeout (or the gateway restarted). */
   | "missing"
   /** Denied / pending / unauthenticated / error: never forwarded upstream. */
-  | "not_forwarded";
+  | "not_forwarded"
+  /** Allowed stream (exec, attach, port-forward, proxy) that ext_proc does not inspect: no response is recorded. */
+  | "stream_not_inspected";
 
 export type AdmissionVerdict = { ok: true } | { ok: false; reason: string };
 

@@ -184,7 +184,9 @@ export function buildRequestRow(
 ): RequestRowBody {
   const outcome: ResponseOutcome = exchange !== undefined
     ? exchange.outcome
-    : decision !== undefined && decision.effect !== "Allow" ? "not_forwarded" : "missing";
+    : decision === undefined ? "missing"
+    : decision.effect !== "Allow" ? "not_forwarded"
+    : decision.exchangeExpected === false ? "stream_not_inspected" : "missing";
   // ext_proc sees the whole request body; the decision's copy is the fallback for never-forwarded requests.
   const rawRequestBody = exchange !== undefined && exchange.maskedRequestBody !== "" ? exchange.maskedRequestBody : decision?.maskedRequestBody ?? "";
   const requestBody = boundedBody(rawRequestBody, limits.requestBodyMaxBytes);

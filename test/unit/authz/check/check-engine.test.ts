@@ -268,6 +268,15 @@ describe("require approval", () => {
     expect(outcome.metadata.approval_id).toBe("ap-2");
   });
 
+  it("marks an allowed exec stream as one no ext_proc exchange will follow", async () => {
+    const h = harness({ approvals: () => ({ kind: "granted", approvalId: "ap-4", grant: "once", ruleId: "exec-needs-a-human" }) });
+    const outcome = await run(h, request("GET", "/api/v1/namespaces/dev/pods/web-0/exec?command=sh&stdin=true", { connection: "Upgrade", upgrade: "websocket" }));
+    expect(outcome.code).toBe("ALLOWED");
+    expect(h.records[0]?.exchangeExpected).toBe(false);
+    await run(h, request("GET", "/api/v1/namespaces/dev/pods"));
+    expect(h.records[1]?.exchangeExpected).toBe(true);
+  });
+
   it("passes the approver's reason to the agent on rejection", async () => {
     const outcome = asDeny(await run(harness({ approvals: () => ({ kind: "rejected", approvalId: "ap-3", reason: "not during the freeze", approver: "alice", ruleId: "r" }) }), deleteProd()));
     expect(outcome.httpStatus).toBe(403);

@@ -38,6 +38,11 @@ describe("buildRequestRow", () => {
     expect(row.request_body).toBe("abc");
   });
 
+  it("an allowed stream that ext_proc never sees (exec, port-forward) is stream_not_inspected, not missing", () => {
+    const row = buildRequestRow(decisionEvent({ effect: "Allow", exchangeExpected: false }), undefined, limits, 0);
+    expect(row.response_outcome).toBe("stream_not_inspected");
+  });
+
   it("records an exchange whose decision is unknown here with effect Unknown", () => {
     const x = exchangeFor(decisionEvent(), { outcome: "blocked", reason: "unparseable body" });
     const row = buildRequestRow(undefined, x, limits, 42);
