@@ -3,6 +3,7 @@
  * The composition root: wires identity, policy, credentials, approvals, the audit sink and masking into the
  * ext_authz + ext_proc gRPC server and the approval HTTP API, and stops them in order on shutdown.
  */
+import { randomUUID } from "node:crypto";
 import { hostname } from "node:os";
 import { mkdirSync } from "node:fs";
 import * as grpc from "@grpc/grpc-js";
@@ -18,8 +19,8 @@ import type { ApprovalStore } from "../authz/approvals/approval-store.js";
 import { createWebhookNotifier } from "../authz/approvals/webhook-notifier.js";
 import { createAuthorizationHandlers } from "../authz/check/authorization-service.js";
 import { openDirectoryKeyRing, openEmbeddedKeyRing, type ExchangeKeyRing } from "../authz/exchange/exchange-key-ring.js";
-import { createTokenExchangeService } from "../authz/exchange/token-exchange.js";
-import { registerTokenExchangeRoutes } from "../authz/exchange/token-exchange-routes.js";
+import { createTokenExchangeService, type TokenExchangeAuditEvent } from "../authz/exchange/token-exchange.js";
+import { registerTokenExchangeRoutes, TOKEN_ENDPOINT_PATH } from "../authz/exchange/token-exchange-routes.js";
 import { CheckEngine, type ApprovalGate } from "../authz/check/check-engine.js";
 import type { CheckDecisionRecord } from "../authz/check/check-outcome.js";
 import { createUpstreamCredentials } from "../authz/credentials/upstream-credentials.js";
@@ -108,7 +109,35 @@ function decisionEvent(record: CheckDecisionRecord): DecisionEvent {
     maskedRequestHeaders: { ...record.requestHeaders },
     maskedRequestBody: record.requestBody,
     checkLatencyMicros: record.checkLatencyMicros,
-    exchangeExpected: record.exchangeExpected,
+    ...(record.exchangeExpected ? {} : { noExchange: "stream_not_inspected" as const }),
+  };
+}
+
+/** A token exchange as an audit request row: POST /oauth2/token, answered by Airlock itself. */
+function exchangeDecisionEvent(event: TokenExchangeAuditEvent): DecisionEvent {
+  const issued = event.outcome === "issued";
+  return {
+    decisionId: `exchange-${randomUUID()}`,
+    requestId: "",
+    timeMicros: Math.round(event.timeMicros),
+    sessionId: event.sessionId,
+    subject: issued ? event.subject : event.subjectTokenSubject,
+    groups: [...event.groups],
+    workloadIdentity: event.clientId !== "" ? `client:${event.clientId}` : `oidc:${event.subjectTokenIssuer}`,
+    method: "POST",
+    path: TOKEN_ENDPOINT_PATH,
+    kube: { verb: "", apiGroup: "", apiVersion: "", resource: "", subresource: "", namespace: "", name: "" },
+    effect: issued ? "Allow" : "Deny",
+    ruleIds: event.grant === "" ? [] : [event.grant],
+    policyVersion: "",
+    approvalId: "",
+    reason: issued
+      ? `token ${event.tokenId} issued until ${new Date(event.expiresAtSeconds * 1000).toISOString()}${event.scope === undefined ? "" : `, scope ${JSON.stringify(event.scope)}`}`
+      : `${event.error}: ${event.description}`,
+    maskedRequestHeaders: {},
+    maskedRequestBody: "",
+    checkLatencyMicros: 0,
+    noExchange: "answered_by_gateway",
   };
 }
 
@@ -305,8 +334,12 @@ export async function startAirlock(config: AirlockConfig, options: StartOptions 
       const service = createTokenExchangeService({
         config: exchange,
         keyRing: exchangeKeys,
-        // Every attempt, issued or refused, without token material (the event type carries none).
-        recordExchange: (event) => { logger.info({ audit: "token-exchange", ...event }, "token exchange"); },
+        // Every attempt, issued or refused, without token material (the event type carries none): logged, and
+        // written as a request row so the exchanged session's timeline starts with the exchange that opened it.
+        recordExchange: (event) => {
+          logger.info({ audit: "token-exchange", ...event }, "token exchange");
+          audit.recordDecision(exchangeDecisionEvent(event));
+        },
       });
       for (const failure of await service.warm()) {
         logger.warn({ issuer: failure.issuer, problem: failure.message }, "trust rule issuer keys unavailable at start");

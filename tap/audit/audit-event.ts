@@ -42,10 +42,12 @@ export const decisionEventSchema = z.strictObject({
   maskedRequestBody: z.string(),
   checkLatencyMicros: z.number().int().nonnegative(),
   /**
-   * False when no ext_proc exchange will follow an allowed request: exec, attach, port-forward and proxy streams
-   * run on routes where ext_proc is off. Their row is written at once instead of after the exchange timeout.
+   * Set when no ext_proc exchange will follow an allowed request, so its row is written at once with this outcome
+   * instead of waiting for the exchange timeout: `stream_not_inspected` for exec, attach, port-forward and proxy
+   * streams (ext_proc is off on their routes); `answered_by_gateway` for requests Airlock answers itself (token
+   * exchange).
    */
-  exchangeExpected: z.boolean().optional(),
+  noExchange: z.enum(["stream_not_inspected", "answered_by_gateway"]).optional(),
 });
 export type DecisionEvent = z.infer<typeof decisionEventSchema>;
 
@@ -93,7 +95,9 @@ export type ResponseOutcome =
   /** Denied / pending / unauthenticated / error: never forwarded upstream. */
   | "not_forwarded"
   /** Allowed stream (exec, attach, port-forward, proxy) that ext_proc does not inspect: no response is recorded. */
-  | "stream_not_inspected";
+  | "stream_not_inspected"
+  /** Answered by Airlock itself (token exchange), never forwarded to the API server. */
+  | "answered_by_gateway";
 
 export type AdmissionVerdict = { ok: true } | { ok: false; reason: string };
 

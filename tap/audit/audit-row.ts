@@ -186,7 +186,7 @@ export function buildRequestRow(
     ? exchange.outcome
     : decision === undefined ? "missing"
     : decision.effect !== "Allow" ? "not_forwarded"
-    : decision.exchangeExpected === false ? "stream_not_inspected" : "missing";
+    : decision.noExchange ?? "missing";
   // ext_proc sees the whole request body; the decision's copy is the fallback for never-forwarded requests.
   const rawRequestBody = exchange !== undefined && exchange.maskedRequestBody !== "" ? exchange.maskedRequestBody : decision?.maskedRequestBody ?? "";
   const requestBody = boundedBody(rawRequestBody, limits.requestBodyMaxBytes);

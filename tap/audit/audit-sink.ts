@@ -223,7 +223,7 @@ class Sink implements SpoolingAuditSink {
   // ---- request path: synchronous, append-only ------------------------------------------------------------
 
   recordDecision(event: DecisionEvent): void {
-    if (event.effect !== "Allow" || event.exchangeExpected === false) {
+    if (event.effect !== "Allow" || event.noExchange !== undefined) {
       this.appendRow("requests", buildRequestRow(event, undefined, this.limits, Date.now() * 1000));
       return;
     }

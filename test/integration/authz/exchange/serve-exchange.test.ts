@@ -100,6 +100,21 @@ describe("token exchange in airlock serve", () => {
     // Read-only scope: a write the policy would allow for agents in dev-* is still refused.
     const write = await client.check(envoyCheckRequest({ method: "DELETE", path: "/api/v1/namespaces/dev-a/configmaps/c", token }));
     expect(write.status?.code).toBe(grpc.status.PERMISSION_DENIED);
+
+    // The exchange is the first row of the session it opened, with no token material in it.
+    await airlock.audit.flush();
+    const store = airlock.audit.store;
+    const sessionId = dynamicMetadata(inScope).session_id;
+    if (typeof sessionId !== "string" || sessionId === "") throw new Error("the Check carried no session id");
+    const rows = await store.queryRows<{ path: string; effect: string; response_outcome: string; reason: string; request_body: string }>(
+      `SELECT path, effect, response_outcome, reason, request_body FROM ${store.database}.requests FINAL WHERE session_id = {session:String} ORDER BY time_us`,
+      { session: sessionId },
+    );
+    expect(rows[0]).toMatchObject({ path: "/oauth2/token", effect: "Allow", response_outcome: "answered_by_gateway" });
+    // Denied requests are written at once (allowed ones wait for their ext_proc exchange, which this test has not).
+    expect(rows.map((row) => row.path)).toContain("/api/v1/namespaces/prod-a/pods");
+    expect(JSON.stringify(rows)).not.toContain(token);
+    expect(JSON.stringify(rows)).not.toContain(token.split(".")[1]);
   });
 
   it("publishes the exchange JWKS and refuses an untrusted subject token with invalid_grant", async () => {

@@ -39,7 +39,7 @@ describe("buildRequestRow", () => {
   });
 
   it("an allowed stream that ext_proc never sees (exec, port-forward) is stream_not_inspected, not missing", () => {
-    const row = buildRequestRow(decisionEvent({ effect: "Allow", exchangeExpected: false }), undefined, limits, 0);
+    const row = buildRequestRow(decisionEvent({ effect: "Allow", noExchange: "stream_not_inspected" }), undefined, limits, 0);
     expect(row.response_outcome).toBe("stream_not_inspected");
   });
 
