@@ -3,7 +3,7 @@
  * Newline framing for streamed bodies (watch events, log lines): re-assembles lines split across
  * chunks, masks each whole line, and carries a capped tail to the next chunk.
  */
-import { isUtf8 } from "node:buffer";
+import { isAscii, isUtf8 } from "node:buffer";
 import { EMPTY_BUFFER, maskFailure, type BodyMasker, type MaskErrorCode, type MaskFailure, type StreamMaskResult } from "./mask-result.js";
 
 /** `masked` replaces the line's text; `undefined` means the line passes unchanged (byte for byte). */
@@ -53,7 +53,9 @@ export class FramedStreamMasker implements BodyMasker {
       this.tail.length = 0;
       this.tailBytes = 0;
     }
-    const result = isUtf8(region) ? this.maskUtf8Region(region) : this.maskRegionLineByLine(region);
+    // All-ASCII (the usual case) is valid UTF-8 whose latin1 decoding is the same string, only cheaper.
+    const ascii = isAscii(region);
+    const result = ascii || isUtf8(region) ? this.maskUtf8Region(region, ascii) : this.maskRegionLineByLine(region);
     if (!result.ok) return this.fail(result.code, result.message);
     if (lastNewline + 1 < chunk.length && !this.hold(chunk.subarray(lastNewline + 1))) return this.tooLong();
     return result;
@@ -92,8 +94,8 @@ export class FramedStreamMasker implements BodyMasker {
    * region is one string, lines are found with indexOf, and the output is encoded once. A region with
    * no masked line is returned as it came.
    */
-  private maskUtf8Region(region: Buffer): StreamMaskResult {
-    const text = region.toString("utf8");
+  private maskUtf8Region(region: Buffer, ascii: boolean): StreamMaskResult {
+    const text = region.toString(ascii ? "latin1" : "utf8");
     const pieces: string[] = [];
     let maskedCount = 0;
     let changed = false;

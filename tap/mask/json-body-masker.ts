@@ -3,6 +3,7 @@
  * Buffers a whole JSON response body (up to the configured limit), then parses it once, masks the
  * secret-bearing spots in place and serialises it once; an untouched body is returned byte for byte.
  */
+import { isAscii } from "node:buffer";
 import type { MaskConfig } from "./mask-config.js";
 import { maskKubeDocument, type MaskWalk } from "./mask-kube-object.js";
 import { EMPTY_BUFFER, maskFailure, type BodyMasker, type MaskFailure, type StreamMaskResult } from "./mask-result.js";
@@ -12,7 +13,7 @@ export function maskJsonBuffer(body: Buffer, fallbackKind: string | undefined, c
   if (body.length === 0) return { ok: true, out: EMPTY_BUFFER, maskedCount: 0 };
   let doc: unknown;
   try {
-    doc = JSON.parse(body.toString("utf8"));
+    doc = JSON.parse(decodeUtf8(body));
   } catch {
     return maskFailure("unparseable_json", "the response body is not valid JSON");
   }
@@ -20,6 +21,15 @@ export function maskJsonBuffer(body: Buffer, fallbackKind: string | undefined, c
   maskKubeDocument(doc, fallbackKind, walk);
   if (walk.maskedCount === 0) return { ok: true, out: body, maskedCount: 0 };
   return { ok: true, out: Buffer.from(JSON.stringify(doc), "utf8"), maskedCount: walk.maskedCount };
+}
+
+/**
+ * `body.toString("utf8")`, faster for the usual all-ASCII Kubernetes JSON: for bytes below 0x80 the
+ * latin1 and UTF-8 decodings are the same string, and latin1 is a plain copy (no UTF-8 validation).
+ * `isAscii` is a vectorised scan, a fraction of the decode it saves; anything else decodes as UTF-8.
+ */
+export function decodeUtf8(body: Buffer): string {
+  return isAscii(body) ? body.toString("latin1") : body.toString("utf8");
 }
 
 export class JsonBodyMasker implements BodyMasker {

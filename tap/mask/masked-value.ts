@@ -63,7 +63,9 @@ export function decodeBase64Transient(base64: string): Uint8Array {
   const limit = base64DecodedLimit(base64);
   if (limit > SCRATCH_BYTES) return Buffer.from(base64, "base64");
   scratch ??= Buffer.allocUnsafeSlow(SCRATCH_BYTES);
-  const length = scratch.write(base64, 0, limit, "base64");
+  let length = limit <= CACHED_VIEW_BYTES ? decodeCanonicalBase64(base64, scratch) : -1;
+  // Anything but canonical padded base64 goes through Node's lenient decoder, as before.
+  if (length < 0) length = scratch.write(base64, 0, limit, "base64");
   if (length > CACHED_VIEW_BYTES) return scratch.subarray(0, length);
   let view = scratchViews[length];
   if (view === undefined) {
@@ -74,6 +76,53 @@ export function decodeBase64Transient(base64: string): Uint8Array {
 }
 
 const BASE64_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+/** 6-bit value of each standard-alphabet ASCII character, -1 for every other code unit below 128. */
+const BASE64_VALUE: Int8Array = (() => {
+  const table = new Int8Array(128).fill(-1);
+  for (let i = 0; i < BASE64_ALPHABET.length; i++) table[BASE64_ALPHABET.charCodeAt(i)] = i;
+  return table;
+})();
+
+function base64Value(code: number): number {
+  return code < 128 ? (BASE64_VALUE[code] ?? -1) : -1;
+}
+
+/*
+ * Short Secret values (the bulk of a SecretList) decode faster in JS than through Buffer#write, whose
+ * per-call cost is mostly the crossing into C++. Only the canonical form is handled here: length a
+ * multiple of 4, standard alphabet only, `=` only as one or two final characters. For that form every
+ * decoder yields the same bytes (bits left over before the padding are dropped, as Node drops them) and
+ * the count equals base64DecodedLimit, so fingerprints cannot change; everything else returns -1.
+ */
+function decodeCanonicalBase64(base64: string, target: Uint8Array): number {
+  const chars = base64.length;
+  if ((chars & 3) !== 0) return -1;
+  let pad = 0;
+  if (chars > 0 && base64.charCodeAt(chars - 1) === 0x3d) pad = base64.charCodeAt(chars - 2) === 0x3d ? 2 : 1;
+  const whole = pad === 0 ? chars : chars - 4;
+  let out = 0;
+  for (let i = 0; i < whole; i += 4) {
+    const a = base64Value(base64.charCodeAt(i));
+    const b = base64Value(base64.charCodeAt(i + 1));
+    const c = base64Value(base64.charCodeAt(i + 2));
+    const d = base64Value(base64.charCodeAt(i + 3));
+    if ((a | b | c | d) < 0) return -1;
+    const bits = (a << 18) | (b << 12) | (c << 6) | d;
+    target[out++] = bits >>> 16;
+    target[out++] = (bits >>> 8) & 255;
+    target[out++] = bits & 255;
+  }
+  if (pad === 0) return out;
+  const a = base64Value(base64.charCodeAt(whole));
+  const b = base64Value(base64.charCodeAt(whole + 1));
+  const c = pad === 1 ? base64Value(base64.charCodeAt(whole + 2)) : 0;
+  if ((a | b | c) < 0) return -1;
+  const bits = (a << 18) | (b << 12) | (c << 6);
+  target[out++] = bits >>> 16;
+  if (pad === 1) target[out++] = (bits >>> 8) & 255;
+  return out;
+}
 
 /** Standard padded base64 of a short string of code units < 256 (here: ASCII placeholder tails). */
 export function base64OfLatin1(text: string): string {

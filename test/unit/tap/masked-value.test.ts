@@ -66,6 +66,31 @@ describe("maskBase64Value (fast path)", () => {
     }
   });
 
+  it("decodes canonical-shaped base64 exactly like Buffer (the JS path): any trailing bits, padding, near-misses", () => {
+    const alphabet = Array.from("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/");
+    const quantum = fc.array(fc.constantFrom(...alphabet), { minLength: 4, maxLength: 4 }).map((c) => c.join(""));
+    // Whole quanta, then an optional padded quantum with arbitrary (often non-zero) dropped bits.
+    const canonical = fc
+      .tuple(fc.array(quantum, { maxLength: 30 }), fc.constantFrom("", "=", "=="), quantum)
+      .map(([quanta, pad, last]) => quanta.join("") + (pad === "" ? "" : last.slice(0, 4 - pad.length) + pad));
+    // One character of a canonical string replaced by something the JS path must hand to Node instead.
+    const nearMiss = fc
+      .tuple(canonical, fc.nat(), fc.constantFrom("=", "-", "_", " ", "\n", ".", "é", "€", "\u0000", "\uffff"))
+      .map(([text, at, junk]) => (text === "" ? junk : text.slice(0, at % text.length) + junk + text.slice((at % text.length) + 1)));
+    fc.assert(
+      fc.property(fc.oneof(canonical, nearMiss), (text) => {
+        return (
+          Buffer.from(decodeBase64Transient(text)).equals(Buffer.from(text, "base64")) &&
+          maskBase64Value(text, defaultMaskConfig) === reference(text, defaultMaskConfig)
+        );
+      }),
+      { numRuns: 3000 },
+    );
+    for (const text of ["", "====", "A===", "QQ==", "QR==", "QUI=", "QUJ=", "QUJD", "A=B=", "=AAA", "AA=A", "QUJD===="]) {
+      expect(Buffer.from(decodeBase64Transient(text)).equals(Buffer.from(text, "base64"))).toBe(true);
+    }
+  });
+
   it("does not let one value's scratch bytes leak into the next fingerprint", () => {
     const long = Buffer.from("a-long-secret-value-".repeat(10)).toString("base64");
     const short = Buffer.from("s").toString("base64");
