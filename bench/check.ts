@@ -62,7 +62,8 @@ async function startServer(stateDir: string, auditYaml: string): Promise<{ child
     ].join("\n"),
   );
   // One core for the server, as the target is stated ("2,000 RPS on one core"); the load generator gets the other.
-  const pin = availableParallelism() > 1 ? ["taskset", "-c", "0"] : [];
+  // AIRLOCK_BENCH_PIN=0 lets the gateway use every core (to tell CPU contention on one core from other stalls).
+  const pin = availableParallelism() > 1 && process.env.AIRLOCK_BENCH_PIN !== "0" ? ["taskset", "-c", "0"] : [];
   const nodeArgs = (process.env.AIRLOCK_BENCH_NODE_ARGS ?? "").split(" ").filter((arg) => arg !== "");
   // The same V8 flag the `airlock` launcher uses (bin/airlock.ts shebang, `npm start`).
   const command = [...pin, process.execPath, "--max-semi-space-size=32", ...nodeArgs, join(import.meta.dirname, "../dist/bin/airlock.js"), "serve", "--config", configPath];
