@@ -2,6 +2,7 @@
  * @module test/gateway/envoy-faithful-gateway
  * A test-only HTTP gateway that calls ext_authz and ext_proc over real gRPC exactly as Envoy would for envoy/sidecar.yaml.
  */
+import type { Writable } from "node:stream";
 import { X509Certificate, randomBytes, randomUUID } from "node:crypto";
 import { readFileSync } from "node:fs";
 import * as http from "node:http";
@@ -175,6 +176,21 @@ function shouldRemoveContentLength(bodyMode: BodySendMode, sendHeaders: boolean)
   return bodyMode === "STREAMED" || bodyMode === "BUFFERED_PARTIAL" || (bodyMode === "BUFFERED" && !sendHeaders);
 }
 
+/** Writes one chunk downstream and resolves once the stream can take more (or is gone), as Envoy's codec does. */
+function writeRespectingBackpressure(stream: Writable, chunk: Buffer): Promise<void> {
+  if (stream.destroyed || stream.writableEnded) return Promise.resolve();
+  if (stream.write(chunk)) return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = (): void => {
+      stream.off("drain", done);
+      stream.off("close", done);
+      resolve();
+    };
+    stream.once("drain", done);
+    stream.once("close", done);
+  });
+}
+
 class HttpOneDownstream implements Downstream {
   readonly protocol = "HTTP/1.1" as const;
   readonly headers: HeaderList;
@@ -210,17 +226,7 @@ class HttpOneDownstream implements Downstream {
   }
 
   write(chunk: Buffer): Promise<void> {
-    if (this.res.destroyed || this.res.writableEnded) return Promise.resolve();
-    if (this.res.write(chunk)) return Promise.resolve();
-    return new Promise((resolve) => {
-      const done = (): void => {
-        this.res.off("drain", done);
-        this.res.off("close", done);
-        resolve();
-      };
-      this.res.once("drain", done);
-      this.res.once("close", done);
-    });
+    return writeRespectingBackpressure(this.res, chunk);
   }
 
   end(): void {
@@ -303,17 +309,7 @@ class HttpTwoDownstream implements Downstream {
   }
 
   write(chunk: Buffer): Promise<void> {
-    if (this.stream.destroyed || this.stream.writableEnded) return Promise.resolve();
-    if (this.stream.write(chunk)) return Promise.resolve();
-    return new Promise((resolve) => {
-      const done = (): void => {
-        this.stream.off("drain", done);
-        this.stream.off("close", done);
-        resolve();
-      };
-      this.stream.once("drain", done);
-      this.stream.once("close", done);
-    });
+    return writeRespectingBackpressure(this.stream, chunk);
   }
 
   end(): void {
