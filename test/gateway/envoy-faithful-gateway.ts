@@ -553,28 +553,24 @@ export async function startEnvoyFaithfulGateway(opts: EnvoyFaithfulGatewayOption
   // Local replies (Envoy's sendLocalReply): after the response started, the stream is reset instead.
   // ---------------------------------------------------------------------------------------------------
   function localReply(ex: Exchange, status: number, body: string, extra?: (h: HeaderList) => void): never {
-    const ds = ex.ds;
-    if (ds.started()) {
-      ds.reset();
-    } else {
-      const headers = new HeaderList([[":status", String(status)]]);
-      const bytes = Buffer.from(body, "utf8");
-      if (bytes.length > 0) {
-        headers.add("content-length", String(bytes.length));
-        headers.add("content-type", "text/plain");
-      } else {
-        headers.add("content-length", "0");
-      }
-      extra?.(headers);
-      applyServerHeader(headers);
-      ds.respond(headers, bytes.length === 0);
-      if (bytes.length > 0) {
-        void ds.write(bytes).then(() => {
-          ds.end();
-        });
-      }
-    }
+    if (ex.ds.started()) ex.ds.reset();
+    else replyWithBody(ex.ds, status, Buffer.from(body, "utf8"), extra);
     throw new ExchangeEnded();
+  }
+
+  /** A complete local answer: status, content-length, text/plain when there is a body, the server header, then the body. */
+  function replyWithBody(ds: Downstream, status: number, body: Buffer, mutate?: (h: HeaderList) => void): void {
+    const headers = new HeaderList([[":status", String(status)]]);
+    headers.add("content-length", String(body.length));
+    if (body.length > 0) headers.add("content-type", "text/plain");
+    mutate?.(headers);
+    applyServerHeader(headers);
+    ds.respond(headers, body.length === 0);
+    if (body.length > 0) {
+      void ds.write(body).then(() => {
+        ds.end();
+      });
+    }
   }
 
   /** server_header_transformation: OVERWRITE (default) sets "server: envoy"; PASS_THROUGH leaves it alone. */
@@ -794,20 +790,11 @@ export async function startEnvoyFaithfulGateway(opts: EnvoyFaithfulGatewayOption
     let status = ir.status ? httpStatusFromEnum(ir.status.code) : 200;
     if (status < 200) status = 200;
     const body = Buffer.from(ir.body);
-    const ds = ex.ds;
-    if (ds.started()) {
-      ds.reset();
-      throw new ExchangeEnded();
-    }
-    const headers = new HeaderList([[":status", String(status)]]);
-    headers.add("content-length", String(body.length));
-    if (body.length > 0) headers.add("content-type", "text/plain");
-    if (ir.headers !== null) applyProcHeaderMutation(ir.headers, headers, IMMEDIATE_RESPONSE_MUTATION_RULES, false, false);
-    applyServerHeader(headers);
-    ds.respond(headers, body.length === 0);
-    if (body.length > 0) {
-      void ds.write(body).then(() => {
-        ds.end();
+    if (ex.ds.started()) ex.ds.reset();
+    else {
+      const mutation = ir.headers;
+      replyWithBody(ex.ds, status, body, mutation === null ? undefined : (headers) => {
+        applyProcHeaderMutation(mutation, headers, IMMEDIATE_RESPONSE_MUTATION_RULES, false, false);
       });
     }
     throw new ExchangeEnded();
