@@ -3,13 +3,9 @@
  * The data model of a pending-approval record: settings from the policy rule, the masked preview, states, history.
  */
 
-/** The approval block of a RequireApproval rule (the policy module produces the same shape). */
-export interface ApprovalSettings {
-  readonly approverGroups: readonly string[];
-  readonly minApprovals: number;
-  readonly grant: "once" | "window";
-  readonly ttlSeconds: number;
-}
+/** The approval block of a RequireApproval rule, exactly as the policy produces it. */
+export type { ApprovalSettings } from "../policy/evaluate-policy.js";
+import type { ApprovalSettings } from "../policy/evaluate-policy.js";
 
 /** Lifecycle of one record. `pending` and `approved` are "open": at most one open record per fingerprint+requester. */
 export type ApprovalState = "pending" | "approved" | "rejected" | "expired" | "consumed";

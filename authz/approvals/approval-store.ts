@@ -2,25 +2,13 @@
  * @module authz/approvals/approval-store
  * The storage contract every approval store (SQLite, PostgreSQL) implements; each operation is atomic on its own.
  */
-import type {
-  ApprovalPreview,
-  ApprovalRecord,
-  ApprovalRequester,
-  ApprovalSettings,
-  ApprovalState,
-} from "./approval-record.js";
+import type { ApprovalRecord, ApprovalState } from "./approval-record.js";
 
 /** Input for a new pending record; the store adds state, history and the id it was given. */
-export interface NewApproval {
-  readonly id: string;
-  readonly fingerprint: string;
-  readonly requester: ApprovalRequester;
-  readonly ruleId: string;
-  readonly settings: ApprovalSettings;
-  readonly preview: ApprovalPreview;
-  readonly createdAtMs: number;
-  readonly expiresAtMs: number;
-}
+export type NewApproval = Pick<
+  ApprovalRecord,
+  "id" | "fingerprint" | "requester" | "ruleId" | "settings" | "preview" | "createdAtMs" | "expiresAtMs"
+>;
 
 export interface ApprovalListFilter {
   readonly state?: ApprovalState;
