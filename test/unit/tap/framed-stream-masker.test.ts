@@ -5,6 +5,7 @@
  */
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
+import { splitAt } from "../../helpers/split-buffer.js";
 import { defaultMaskConfig, loadMaskConfig, type MaskConfig } from "../../../tap/mask/mask-config.js";
 import { FramedStreamMasker, type LineMasker } from "../../../tap/mask/framed-stream-masker.js";
 import type { BodyMasker } from "../../../tap/mask/mask-result.js";
@@ -23,17 +24,6 @@ function run(masker: BodyMasker, chunks: Buffer[]): { out: Buffer; count: number
   return { out: Buffer.concat(outs), count };
 }
 
-function cutAt(buffer: Buffer, offsets: number[]): Buffer[] {
-  const sorted = [...new Set(offsets)].sort((a, b) => a - b);
-  const parts: Buffer[] = [];
-  let last = 0;
-  for (const offset of sorted) {
-    parts.push(buffer.subarray(last, offset));
-    last = offset;
-  }
-  parts.push(buffer.subarray(last));
-  return parts;
-}
 
 const secretB64 = Buffer.from("ünïcode-LEAK-🔑").toString("base64");
 const events = [
@@ -53,14 +43,14 @@ describe("FramedStreamMasker regions", () => {
     expect(outLines[1]).toBe(JSON.stringify(events[1]));
     expect(outLines[0]).toContain("日本語 ✓ 🔑");
     for (let offset = 0; offset <= watchBytes.length; offset++) {
-      expect(run(new WatchStreamMasker(defaultMaskConfig), cutAt(watchBytes, [offset])).out.equals(watchOneShot.out)).toBe(true);
+      expect(run(new WatchStreamMasker(defaultMaskConfig), splitAt(watchBytes, [offset])).out.equals(watchOneShot.out)).toBe(true);
     }
   });
 
   it("gives the same output for random multi-cut chunkings of a multi-byte stream (property)", () => {
     fc.assert(
       fc.property(fc.array(fc.integer({ min: 0, max: watchBytes.length }), { maxLength: 30 }), (offsets) => {
-        return run(new WatchStreamMasker(defaultMaskConfig), cutAt(watchBytes, offsets)).out.equals(watchOneShot.out);
+        return run(new WatchStreamMasker(defaultMaskConfig), splitAt(watchBytes, offsets)).out.equals(watchOneShot.out);
       }),
       { numRuns: 300 },
     );
@@ -82,7 +72,7 @@ describe("FramedStreamMasker regions", () => {
     expect(oneShot.out.includes(invalidBookmark)).toBe(true);
     expect(oneShot.out.toString("utf8")).not.toContain(secretB64);
     for (let offset = 0; offset <= body.length; offset++) {
-      expect(run(new WatchStreamMasker(defaultMaskConfig), cutAt(body, [offset])).out.equals(oneShot.out)).toBe(true);
+      expect(run(new WatchStreamMasker(defaultMaskConfig), splitAt(body, [offset])).out.equals(oneShot.out)).toBe(true);
     }
   });
 
@@ -121,7 +111,7 @@ describe("FramedStreamMasker regions", () => {
           seen.push([line, terminated]);
           return { ok: true, masked: line.toUpperCase(), maskedCount: 1 };
         };
-        const { out } = run(new FramedStreamMasker(upper, 1 << 20, "event_too_large"), cutAt(bytes, cuts.map((c) => c % (bytes.length + 1))));
+        const { out } = run(new FramedStreamMasker(upper, 1 << 20, "event_too_large"), splitAt(bytes, cuts.map((c) => c % (bytes.length + 1))));
         const expectedLines = text === "" ? [] : text.split("\n");
         if (text.endsWith("\n")) expectedLines.pop();
         expect(seen.map(([line]) => line)).toEqual(expectedLines);

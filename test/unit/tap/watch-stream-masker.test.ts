@@ -5,6 +5,7 @@
  */
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
+import { splitAt } from "../../helpers/split-buffer.js";
 import { defaultMaskConfig, loadMaskConfig } from "../../../tap/mask/mask-config.js";
 import type { StreamMaskResult } from "../../../tap/mask/mask-result.js";
 import { WatchStreamMasker } from "../../../tap/mask/watch-stream-masker.js";
@@ -30,17 +31,6 @@ function run(chunks: Buffer[], config = defaultMaskConfig): { out: Buffer; count
   return { out: Buffer.concat(outs), count, maxHeld };
 }
 
-function splitAt(buffer: Buffer, offsets: number[]): Buffer[] {
-  const sorted = [...new Set(offsets)].sort((a, b) => a - b);
-  const parts: Buffer[] = [];
-  let last = 0;
-  for (const offset of sorted) {
-    parts.push(buffer.subarray(last, offset));
-    last = offset;
-  }
-  parts.push(buffer.subarray(last));
-  return parts;
-}
 
 const oneShot = run([stream]);
 
