@@ -6,12 +6,24 @@ import { generateKeyPair, jwtVerify, SignJWT } from "jose";
 import type { CryptoKey } from "jose";
 import type { VerifyApproverToken } from "../../../../authz/approvals/approval-app.js";
 import type { ApprovalPreview, ApprovalSettings } from "../../../../authz/approvals/approval-record.js";
-import type { ResolvePendingRequestInput } from "../../../../authz/approvals/approval-service.js";
+import type { ApprovalServiceConfig, ResolvePendingRequestInput } from "../../../../authz/approvals/approval-service.js";
 
 export const APPROVER_AUDIENCE = "airlock-approvers";
 export const AGENT_AUDIENCE = "airlock-agents";
 export const ISSUER = "https://idp.test";
 export const AGENT_ISSUER = "https://agents.idp.test";
+
+/** Service settings for tests: answer pending at once (retry mode), agents in group `agents`, a slow expiry sweep. */
+export const retryServiceConfig: ApprovalServiceConfig = {
+  pendingMode: "retry",
+  holdSeconds: 1,
+  retryAfterSeconds: 5,
+  defaultTtlSeconds: 900,
+  publicUrl: "http://127.0.0.1:1",
+  agentGroups: ["agents"],
+  agentIssuers: [],
+  expirySweepSeconds: 60,
+};
 
 export const onceSettings: ApprovalSettings = { approverGroups: ["sre"], minApprovals: 1, grant: "once", ttlSeconds: 900 };
 

@@ -13,7 +13,7 @@ import type { ApprovalService } from "../../../../authz/approvals/approval-servi
 import type { ApprovalStore } from "../../../../authz/approvals/approval-store.js";
 import { runApprovalsCommand } from "../../../../authz/approvals/approvals-command.js";
 import { openSqliteApprovalStore } from "../../../../authz/approvals/sqlite-approval-store.js";
-import { createTokenIssuer, onceSettings, pendingInput } from "./approval-fixtures.js";
+import { createTokenIssuer, onceSettings, pendingInput, retryServiceConfig } from "./approval-fixtures.js";
 
 let dir = "";
 let store: ApprovalStore;
@@ -28,16 +28,7 @@ beforeAll(async () => {
   store = openSqliteApprovalStore({ path: join(dir, "a.db") });
   service = createApprovalService({
     store,
-    config: {
-      pendingMode: "retry",
-      holdSeconds: 1,
-      retryAfterSeconds: 5,
-      defaultTtlSeconds: 900,
-      publicUrl: "http://127.0.0.1:1",
-      agentGroups: ["agents"],
-      agentIssuers: [],
-      expirySweepSeconds: 60,
-    },
+    config: retryServiceConfig,
     recordApproval: () => undefined,
   });
   const issuer = await createTokenIssuer();

@@ -13,19 +13,10 @@ import type { ApprovalService, ApprovalServiceConfig } from "../../../../authz/a
 import type { ApprovalStore } from "../../../../authz/approvals/approval-store.js";
 import { openPostgresApprovalStore } from "../../../../authz/approvals/postgres-approval-store.js";
 import { startPostgresServer, type PostgresServer } from "../../../helpers/postgres-server.js";
-import { createTokenIssuer, pendingInput } from "./approval-fixtures.js";
+import { createTokenIssuer, pendingInput, retryServiceConfig } from "./approval-fixtures.js";
 import type { TokenIssuer } from "./approval-fixtures.js";
 
-const baseConfig: ApprovalServiceConfig = {
-  pendingMode: "retry",
-  holdSeconds: 30,
-  retryAfterSeconds: 5,
-  defaultTtlSeconds: 900,
-  publicUrl: "http://127.0.0.1:8081",
-  agentGroups: ["agents"],
-  agentIssuers: [],
-  expirySweepSeconds: 60,
-};
+const baseConfig: ApprovalServiceConfig = { ...retryServiceConfig, holdSeconds: 30, publicUrl: "http://127.0.0.1:8081" };
 
 let server: PostgresServer;
 let url = "";
