@@ -9,7 +9,5 @@ export interface CliIo {
   readonly env: NodeJS.ProcessEnv;
 }
 
-/** Writes a line to a stream. */
-export function writeLine(stream: NodeJS.WritableStream, text: string): void {
-  stream.write(text.endsWith("\n") ? text : `${text}\n`);
-}
+/** Writes a line to a stream (the same helper the exchange commands use). */
+export { writeCommandLine as writeLine } from "../authz/exchange/command-streams.js";
